@@ -12,6 +12,12 @@ pub enum Error {
     /// The value cannot be written in the requested encoding.
     #[error("cannot encode: {0}")]
     Encode(EncodeProblem),
+    /// Credentials, an HMAC header or a nonce were refused or are malformed.
+    #[error("authentication: {0}")]
+    Auth(AuthProblem),
+    /// A package #0 notification is malformed or its digest does not verify.
+    #[error("notification: {0}")]
+    Notification(NotificationProblem),
 }
 
 impl Error {
@@ -24,7 +30,7 @@ impl Error {
     pub fn offset(&self) -> Option<usize> {
         match self {
             Error::Decode { offset, .. } => Some(*offset),
-            Error::Encode(_) => None,
+            _ => None,
         }
     }
 
@@ -32,7 +38,7 @@ impl Error {
     pub fn problem(&self) -> Option<&Problem> {
         match self {
             Error::Decode { problem, .. } => Some(problem),
-            Error::Encode(_) => None,
+            _ => None,
         }
     }
 }
@@ -127,6 +133,68 @@ pub enum EncodeProblem {
     Unclosed(usize),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why credentials, an HMAC header or a nonce were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthProblem {
+    #[error("no credentials were sent")]
+    Missing,
+    #[error("unsupported authentication type {0:?}")]
+    UnsupportedType(String),
+    #[error("credential format {0:?} is not b64")]
+    UnsupportedFormat(String),
+    #[error("{what} is not valid base64")]
+    NotBase64 { what: &'static str },
+    #[error("basic credentials do not have the form user:password")]
+    NotUserPassword,
+    #[error("the credentials name user {got:?}, not {expected:?}")]
+    WrongUser { expected: String, got: String },
+    #[error("the credentials do not match (wrong password or nonce)")]
+    Mismatch,
+    #[error("{got} was used, but {expected} is required in this session")]
+    WrongType {
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("the authentication type cannot change within a session ({current} to {requested})")]
+    TypeChange {
+        current: &'static str,
+        requested: &'static str,
+    },
+    #[error("a challenge for {0} carries no NextNonce")]
+    NoNonce(&'static str),
+    #[error("malformed x-syncml-hmac header: {0}")]
+    HmacHeader(String),
+    #[error("the stored key must be the base64 of a 16-byte MD5 digest")]
+    BadStoredKey,
+    #[error("the operating system's secure random generator failed: {0}")]
+    Random(String),
+}
+
+/// What is wrong with a package #0 notification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotificationProblem {
+    #[error("{len} bytes are too few: a notification has at least {min}")]
+    Truncated { len: usize, min: usize },
+    #[error("{len} bytes exceed the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("the server id length says {declared} bytes but {available} follow the header")]
+    LengthMismatch { declared: usize, available: usize },
+    #[error("the server id is empty")]
+    EmptyServerId,
+    #[error("the server id is longer than 255 bytes ({0})")]
+    ServerIdTooLong(usize),
+    #[error("the server id is not UTF-8 text")]
+    ServerIdNotText,
+    #[error("reserved bits are not zero (0x{0:07X})")]
+    ReservedBits(u32),
+    #[error("unknown version {0} (11 and 12 are accepted)")]
+    UnknownVersion(u16),
+    #[error("session id 0 is not allowed (1 to FFFF)")]
+    ZeroSessionId,
+    #[error("the digest does not verify (wrong server password or nonce, or altered bytes)")]
+    DigestMismatch,
 }
 
 /// Shorthand used across the crate.

@@ -14,6 +14,7 @@
 //! [`wbxml`] (readers and writers of events), [`model`] (the typed message, read
 //! from and written to events), [`codec`] (whole-message entry points).
 
+pub mod auth;
 pub mod codec;
 pub mod codes;
 pub mod element;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod limits;
 pub mod model;
+pub mod notify;
 pub mod tags;
 pub mod wbxml;
 pub mod xml;
@@ -30,7 +32,7 @@ pub use codec::{decode, decode_with, encode, encode_with, transcode, EncodeOptio
 pub use codes::{AlertCode, StatusCode};
 pub use element::{Element, Node};
 pub use encoding::Encoding;
-pub use error::{EncodeProblem, Error, Problem, Result};
+pub use error::{AuthProblem, EncodeProblem, Error, NotificationProblem, Problem, Result};
 pub use event::{Attr, Namespace};
 pub use limits::Limits;
 pub use model::builder::MessageBuilder;

@@ -62,12 +62,6 @@ impl Verdict {
             StatusCode::Ok | StatusCode::AuthenticationAccepted
         )
     }
-
-    /// Writes the code and challenge into the Status for the SyncHdr.
-    pub fn apply(&self, status: &mut Status) {
-        status.data = self.status;
-        status.chal = self.chal.clone();
-    }
 }
 
 /// A challenge of type `t`, with `nonce` when the type uses one.

@@ -158,3 +158,236 @@ fn content_type_and_limits_flags() {
     let out = syncml(&["check", "/nonexistent/file.xml"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn stdout_of(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn cred_prints_the_specification_vectors() {
+    let basic = syncml(
+        &[
+            "cred",
+            "basic",
+            "--user",
+            "Bruce2",
+            "--password",
+            "OhBehave",
+        ],
+        None,
+    );
+    assert_eq!(stdout_of(&basic), "QnJ1Y2UyOk9oQmVoYXZl\n");
+    let md5 = syncml(
+        &[
+            "cred",
+            "md5",
+            "--user",
+            "Bruce2",
+            "--password",
+            "OhBehave",
+            "--nonce-b64",
+            "Tm9uY2U=",
+        ],
+        None,
+    );
+    assert_eq!(stdout_of(&md5), "Zz6EivR3yeaaENcRN6lpAQ==\n");
+    // MD5 needs a nonce; a nonce that is not base64 is refused with exit 1.
+    assert_eq!(
+        syncml(&["cred", "md5", "--user", "u", "--password", "p"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    let bad = syncml(
+        &[
+            "cred",
+            "md5",
+            "--user",
+            "u",
+            "--password",
+            "p",
+            "--nonce-b64",
+            "%%",
+        ],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not valid base64"));
+}
+
+#[test]
+fn password_can_come_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_syncml"))
+        .args(["cred", "basic", "--user", "Bruce2"])
+        .env("SYNCML_PASSWORD", "OhBehave")
+        .output()
+        .unwrap();
+    assert_eq!(stdout_of(&out), "QnJ1Y2UyOk9oQmVoYXZl\n");
+}
+
+#[test]
+fn hmac_prints_and_verifies_the_header_for_the_exact_bytes() {
+    let file = fixture("pkg1-client-init.xml");
+    let args = [
+        "hmac",
+        "--user",
+        "dev",
+        "--password",
+        "pw",
+        "--nonce-b64",
+        "AAECAw==",
+    ];
+    let mut with_file = args.to_vec();
+    with_file.push(&file);
+    let header = stdout_of(&syncml(&with_file, None));
+    assert!(
+        header.starts_with("algorithm=MD5, username=\"dev\", mac="),
+        "{header}"
+    );
+    // Standard input gives the same value for the same bytes.
+    let bytes = std::fs::read(&file).unwrap();
+    let mut from_stdin = args.to_vec();
+    from_stdin.push("-");
+    assert_eq!(stdout_of(&syncml(&from_stdin, Some(&bytes))), header);
+    // --verify accepts it for these bytes and refuses it for one changed byte.
+    let header = header.trim_end();
+    let mut verify = args.to_vec();
+    verify.extend(["--verify", header, "-"]);
+    assert!(syncml(&verify, Some(&bytes)).status.success());
+    let mut altered = bytes.clone();
+    altered[10] ^= 0x20;
+    let refused = syncml(&verify, Some(&altered));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("do not match"));
+}
+
+#[test]
+fn notify_build_then_parse() {
+    let out = tmp("pkg0.bin");
+    let build = syncml(
+        &[
+            "notify",
+            "build",
+            "--server-id",
+            "dm.example.com",
+            "--password",
+            "srv-pw",
+            "--nonce-b64",
+            "AAECAw==",
+            "--session-id",
+            "00BEEF",
+            "--ui-mode",
+            "user-interaction",
+            "--vendor-hex",
+            "cafe",
+            "-o",
+            &out,
+        ],
+        None,
+    );
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(bytes.len(), 16 + 8 + 14 + 2);
+
+    let fields = stdout_of(&syncml(&["notify", "parse", &out], None));
+    for want in [
+        "version: 11\n",
+        "ui-mode: user-interaction\n",
+        "initiator: server\n",
+        "session-id: BEEF (decimal 48879)\n",
+        "server-id: dm.example.com\n",
+        "vendor: 2 bytes cafe\n",
+    ] {
+        assert!(fields.contains(want), "{want:?} missing from:\n{fields}");
+    }
+    assert!(!fields.contains("verified"), "no password, no verdict");
+
+    let check = |pw: &str, nonce: &str| {
+        syncml(
+            &[
+                "notify",
+                "parse",
+                &out,
+                "--password",
+                pw,
+                "--nonce-b64",
+                nonce,
+            ],
+            None,
+        )
+    };
+    let good = check("srv-pw", "AAECAw==");
+    assert!(stdout_of(&good).contains("verified: yes"));
+    let wrong_pw = check("other", "AAECAw==");
+    assert_eq!(wrong_pw.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong_pw.stdout).contains("verified: no"));
+    assert_eq!(check("srv-pw", "AAECAA==").status.code(), Some(1));
+
+    // A truncated message is refused with the reason.
+    let cut = syncml(&["notify", "parse", "-"], Some(&bytes[..20]));
+    assert_eq!(cut.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cut.stderr).contains("too few"));
+}
+
+#[test]
+fn notify_parse_can_fall_back_to_the_reset_nonce() {
+    let out = tmp("pkg0-reset.bin");
+    // "MHgwMDAwMDAwMA==" is the base64 of the text 0x00000000.
+    let build = syncml(
+        &[
+            "notify",
+            "build",
+            "--server-id",
+            "s",
+            "--password",
+            "p",
+            "--nonce-b64",
+            "MHgwMDAwMDAwMA==",
+            "--session-id",
+            "1",
+            "--ui-mode",
+            "background",
+            "-o",
+            &out,
+        ],
+        None,
+    );
+    assert!(build.status.success());
+    let plain = syncml(
+        &[
+            "notify",
+            "parse",
+            &out,
+            "--password",
+            "p",
+            "--nonce-b64",
+            "AAAA",
+        ],
+        None,
+    );
+    assert_eq!(plain.status.code(), Some(1));
+    let reset = syncml(
+        &[
+            "notify",
+            "parse",
+            &out,
+            "--password",
+            "p",
+            "--nonce-b64",
+            "AAAA",
+            "--try-reset-nonce",
+        ],
+        None,
+    );
+    assert!(stdout_of(&reset).contains("verified: yes (with the reset nonce"));
+}

@@ -1,4 +1,5 @@
-//! SyncML DM 1.2 / 1.1.2 messages: a typed model with XML and WBXML codecs.
+//! SyncML DM 1.2 / 1.1.2 messages: a typed model with XML and WBXML codecs, plus
+//! authentication and server-initiated notifications.
 //!
 //! ```
 //! use syncml_core::{decode, encode, AlertCode, DmVersion, Encoding, MessageBuilder};
@@ -12,7 +13,9 @@
 //!
 //! Layers, bottom up: [`event`] (the interface both encodings share), [`xml`] and
 //! [`wbxml`] (readers and writers of events), [`model`] (the typed message, read
-//! from and written to events), [`codec`] (whole-message entry points).
+//! from and written to events), [`codec`] (whole-message entry points). Beside them,
+//! over bytes only: [`auth`] (credentials, HMAC, nonces, the challenge rules) and
+//! [`notify`] (package #0).
 
 pub mod auth;
 pub mod codec;

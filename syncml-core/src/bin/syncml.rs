@@ -190,7 +190,7 @@ struct Hex(Vec<u8>);
 
 fn parse_hex(s: &str) -> Result<Hex, String> {
     let s: String = s.split_whitespace().collect();
-    if s.len() % 2 != 0 {
+    if s.len() % 2 == 1 {
         return Err("an odd number of hex digits".into());
     }
     (0..s.len())

@@ -60,7 +60,7 @@ pub fn write(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// How many bytes [`write`] uses for `v`.
+/// How many bytes [`write()`] uses for `v`.
 pub fn encoded_len(v: u32) -> usize {
     match v {
         0..=0x7F => 1,

@@ -1,7 +1,7 @@
 //! The XML reader: a [`Source`] over a borrowed SyncML XML document.
 //!
 //! Built on quick-xml's borrowing slice reader. Character data is unescaped by
-//! [`super::escape`] (not by quick-xml), so that the raw `&` some servers send is kept
+//! `escape` (not by quick-xml), so that the raw `&` some servers send is kept
 //! and entity references are refused rather than expanded. A DOCTYPE is skipped: it is
 //! never fetched and its internal subset never honoured.
 

@@ -12,7 +12,7 @@
 //! - the authentication type is fixed for the whole session once chosen;
 //! - HMAC covers every message, not only the first.
 
-use super::cred::verify_cred_nonces;
+use super::cred::{cred_type, verify_cred_nonces};
 use super::{AuthType, HmacHeader, Nonce, NonceSource, UserKey};
 use crate::{AuthProblem, Chal, Cred, Error, Meta, Result, Status, StatusCode, SyncHdr};
 
@@ -142,12 +142,28 @@ impl Verifier {
 
     /// Checks the proof of one message. Errors only if no nonce can be generated.
     pub fn check(&mut self, msg: &Incoming<'_>, rng: &mut dyn NonceSource) -> Result<Verdict> {
-        if msg.hmac.is_none() && msg.cred.is_none() {
-            if self.authenticated && self.session_type != Some(AuthType::Hmac) {
+        let offered = match (msg.hmac, msg.cred) {
+            (Some(_), _) => Ok(AuthType::Hmac),
+            (None, Some(c)) => cred_type(c),
+            (None, None) if self.authenticated && self.session_type != Some(AuthType::Hmac) => {
                 return Ok(self.verdict(StatusCode::Ok, None, None));
             }
-            return self.refuse(StatusCode::MissingCredentials, AuthProblem::Missing, rng);
-        }
+            (None, None) => {
+                return self.refuse(StatusCode::MissingCredentials, AuthProblem::Missing, rng)
+            }
+        };
+        // The type is checked before the proof, so a weaker one is refused as such.
+        let offered = offered.and_then(|t| match self.session_type {
+            Some(s) if s != t => Err(Error::Auth(AuthProblem::TypeChange {
+                current: s.meta_type(),
+                requested: t.meta_type(),
+            })),
+            None if t < self.required => Err(Error::Auth(AuthProblem::WrongType {
+                expected: self.required.meta_type(),
+                got: t.meta_type(),
+            })),
+            _ => Ok(t),
+        });
         let mut nonces = vec![self.nonce.clone()];
         if self.authenticated {
             nonces.extend(self.session_nonce.clone());
@@ -157,35 +173,18 @@ impl Verifier {
             nonces.extend(quirk);
         }
         let nonces: Vec<&Nonce> = nonces.iter().collect();
-        let result = match (msg.hmac, msg.cred) {
+        let verified = offered.and_then(|t| match (msg.hmac, msg.cred) {
             (Some(h), _) => HmacHeader::parse(h)
                 .and_then(|h| h.verify_nonces(&self.key, &nonces, msg.body))
-                .map(|()| AuthType::Hmac),
+                .map(|()| t),
             (None, Some(c)) => verify_cred_nonces(c, msg.loc_name, &self.key, &nonces),
             (None, None) => Err(Error::Auth(AuthProblem::Missing)),
-        };
-        let used = match result {
+        });
+        let used = match verified {
             Ok(t) => t,
             Err(Error::Auth(p)) => return self.refuse(StatusCode::InvalidCredentials, p, rng),
             Err(e) => return Err(e),
         };
-        match self.session_type {
-            Some(t) if t != used => {
-                let p = AuthProblem::TypeChange {
-                    current: t.meta_type(),
-                    requested: used.meta_type(),
-                };
-                return self.refuse(StatusCode::InvalidCredentials, p, rng);
-            }
-            None if used < self.required => {
-                let p = AuthProblem::WrongType {
-                    expected: self.required.meta_type(),
-                    got: used.meta_type(),
-                };
-                return self.refuse(StatusCode::InvalidCredentials, p, rng);
-            }
-            _ => {}
-        }
         if self.authenticated {
             return Ok(self.verdict(StatusCode::Ok, None, None));
         }

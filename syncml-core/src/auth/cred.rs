@@ -37,7 +37,7 @@ fn cred(t: AuthType, data: String) -> Cred {
 }
 
 /// The scheme of a Cred. SyncML makes Basic the default when Meta gives no Type.
-fn cred_type(cred: &Cred) -> Result<AuthType> {
+pub(crate) fn cred_type(cred: &Cred) -> Result<AuthType> {
     let meta = cred.meta.as_deref();
     if let Some(f) = meta.and_then(|m| m.format.as_deref()) {
         if !f.trim().eq_ignore_ascii_case("b64") {

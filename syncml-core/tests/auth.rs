@@ -25,6 +25,21 @@ impl NonceSource for Counter {
     }
 }
 
+/// A message with no credentials and no HMAC.
+const NO_PROOF: Incoming<'static> = Incoming {
+    cred: None,
+    loc_name: None,
+    hmac: None,
+    body: b"",
+};
+
+fn with_cred(c: &Cred) -> Incoming<'_> {
+    Incoming {
+        cred: Some(c),
+        ..NO_PROOF
+    }
+}
+
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -198,13 +213,7 @@ fn md5_sessions_use_a_fresh_nonce_each() {
         None,
         "no credentials needed for the rest of the session"
     );
-    let later = Incoming {
-        cred: None,
-        loc_name: None,
-        hmac: None,
-        body: b"",
-    };
-    assert_eq!(v.check(&later, &mut rng).unwrap().status, StatusCode::Ok);
+    assert_eq!(v.check(&NO_PROOF, &mut rng).unwrap().status, StatusCode::Ok);
 
     // Session 2 starts with the stored nonces: accepted at once, with yet another nonce.
     let replay = package1(&Prover::new(
@@ -239,13 +248,7 @@ fn md5_sessions_use_a_fresh_nonce_each() {
 fn refusals_carry_a_challenge_with_a_fresh_nonce() {
     let mut rng = Counter(0);
     let mut v = Verifier::new(AuthType::Md5, UserKey::new("u", "p"), Nonce::default());
-    let none = Incoming {
-        cred: None,
-        loc_name: None,
-        hmac: None,
-        body: b"",
-    };
-    let first = v.check(&none, &mut rng).unwrap();
+    let first = v.check(&NO_PROOF, &mut rng).unwrap();
     assert_eq!(first.status, StatusCode::MissingCredentials);
     let meta = &first.chal.as_ref().unwrap().meta;
     assert_eq!(meta.type_.as_deref(), Some("syncml:auth-md5"));
@@ -253,20 +256,12 @@ fn refusals_carry_a_challenge_with_a_fresh_nonce() {
     let n1 = meta.next_nonce.clone().unwrap();
     assert!(!first.give_up);
     let bad = auth::md5_cred(&UserKey::new("u", "wrong"), v.next_nonce());
-    let second = v
-        .check(
-            &Incoming {
-                cred: Some(&bad),
-                ..none
-            },
-            &mut rng,
-        )
-        .unwrap();
+    let second = v.check(&with_cred(&bad), &mut rng).unwrap();
     assert_eq!(second.status, StatusCode::InvalidCredentials);
     let n2 = second.chal.unwrap().meta.next_nonce.unwrap();
     assert_ne!(n1, n2);
     assert!(!second.give_up);
-    let third = v.check(&none, &mut rng).unwrap();
+    let third = v.check(&NO_PROOF, &mut rng).unwrap();
     assert!(third.give_up, "the third refusal ends the session");
     assert!(!third.accepted());
 }
@@ -276,26 +271,12 @@ fn basic_challenges_have_no_nonce_and_stronger_types_are_accepted() {
     let mut rng = Counter(0);
     let key = UserKey::new("u", "p");
     let mut v = Verifier::new(AuthType::Basic, key.clone(), Nonce::default());
-    let none = Incoming {
-        cred: None,
-        loc_name: None,
-        hmac: None,
-        body: b"",
-    };
-    let refused = v.check(&none, &mut rng).unwrap();
+    let refused = v.check(&NO_PROOF, &mut rng).unwrap();
     let meta = refused.chal.unwrap().meta;
     assert_eq!(meta.type_.as_deref(), Some("syncml:auth-basic"));
     assert_eq!(meta.next_nonce, None);
     let md5 = auth::md5_cred(&key, v.next_nonce());
-    let ok = v
-        .check(
-            &Incoming {
-                cred: Some(&md5),
-                ..none
-            },
-            &mut rng,
-        )
-        .unwrap();
+    let ok = v.check(&with_cred(&md5), &mut rng).unwrap();
     assert_eq!(ok.status, StatusCode::AuthenticationAccepted);
     assert_eq!(v.authenticated(), Some(AuthType::Md5));
 }
@@ -306,34 +287,12 @@ fn the_type_never_changes_within_a_session() {
     let key = UserKey::new("u", "p");
     let start = Nonce::from_bytes(vec![7; 16]);
     let mut v = Verifier::new(AuthType::Basic, key.clone(), start.clone());
-    let none = Incoming {
-        cred: None,
-        loc_name: None,
-        hmac: None,
-        body: b"",
-    };
     let md5 = auth::md5_cred(&key, &start);
-    let ok = v
-        .check(
-            &Incoming {
-                cred: Some(&md5),
-                ..none
-            },
-            &mut rng,
-        )
-        .unwrap();
+    let ok = v.check(&with_cred(&md5), &mut rng).unwrap();
     assert_eq!(ok.status, StatusCode::AuthenticationAccepted);
     // Basic would satisfy the policy, but the session chose MD5.
     let basic = auth::basic_cred("u", "p");
-    let switched = v
-        .check(
-            &Incoming {
-                cred: Some(&basic),
-                ..none
-            },
-            &mut rng,
-        )
-        .unwrap();
+    let switched = v.check(&with_cred(&basic), &mut rng).unwrap();
     assert_eq!(switched.status, StatusCode::InvalidCredentials);
     assert!(matches!(
         switched.problem,
@@ -345,15 +304,7 @@ fn the_type_never_changes_within_a_session() {
         "the challenge keeps the session's type"
     );
     assert_eq!(v.authenticated(), None);
-    let again = v
-        .check(
-            &Incoming {
-                cred: Some(&basic),
-                ..none
-            },
-            &mut rng,
-        )
-        .unwrap();
+    let again = v.check(&with_cred(&basic), &mut rng).unwrap();
     assert_eq!(again.status, StatusCode::InvalidCredentials);
 
     // The prover side: once accepted, a challenge of another type is an error.

@@ -267,34 +267,26 @@ fn hmac_prints_and_verifies_the_header_for_the_exact_bytes() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("do not match"));
 }
 
-#[test]
-fn notify_build_then_parse() {
-    let out = tmp("pkg0.bin");
-    let build = syncml(
-        &[
-            "notify",
-            "build",
-            "--server-id",
-            "dm.example.com",
-            "--password",
-            "srv-pw",
-            "--nonce-b64",
-            "AAECAw==",
-            "--session-id",
-            "00BEEF",
-            "--ui-mode",
-            "user-interaction",
-            "--vendor-hex",
-            "cafe",
-            "-o",
-            &out,
-        ],
-        None,
-    );
+/// Runs `syncml notify build ARGS -o OUT` and checks that it succeeds.
+fn notify_build(args: &str, out: &str) {
+    let mut argv = vec!["notify", "build"];
+    argv.extend(args.split_whitespace());
+    argv.extend(["-o", out]);
+    let build = syncml(&argv, None);
     assert!(
         build.status.success(),
         "{}",
         String::from_utf8_lossy(&build.stderr)
+    );
+}
+
+#[test]
+fn notify_build_then_parse() {
+    let out = tmp("pkg0.bin");
+    notify_build(
+        "--server-id dm.example.com --password srv-pw --nonce-b64 AAECAw== \
+         --session-id 00BEEF --ui-mode user-interaction --vendor-hex cafe",
+        &out,
     );
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(bytes.len(), 16 + 8 + 14 + 2);
@@ -343,51 +335,20 @@ fn notify_build_then_parse() {
 fn notify_parse_can_fall_back_to_the_reset_nonce() {
     let out = tmp("pkg0-reset.bin");
     // "MHgwMDAwMDAwMA==" is the base64 of the text 0x00000000.
-    let build = syncml(
-        &[
-            "notify",
-            "build",
-            "--server-id",
-            "s",
-            "--password",
-            "p",
-            "--nonce-b64",
-            "MHgwMDAwMDAwMA==",
-            "--session-id",
-            "1",
-            "--ui-mode",
-            "background",
-            "-o",
-            &out,
-        ],
-        None,
+    notify_build(
+        "--server-id s --password p --nonce-b64 MHgwMDAwMDAwMA== --session-id 1 --ui-mode background",
+        &out,
     );
-    assert!(build.status.success());
-    let plain = syncml(
-        &[
-            "notify",
-            "parse",
-            &out,
-            "--password",
-            "p",
-            "--nonce-b64",
-            "AAAA",
-        ],
-        None,
-    );
-    assert_eq!(plain.status.code(), Some(1));
-    let reset = syncml(
-        &[
-            "notify",
-            "parse",
-            &out,
-            "--password",
-            "p",
-            "--nonce-b64",
-            "AAAA",
-            "--try-reset-nonce",
-        ],
-        None,
-    );
+    let parse = [
+        "notify",
+        "parse",
+        &out,
+        "--password",
+        "p",
+        "--nonce-b64",
+        "AAAA",
+    ];
+    assert_eq!(syncml(&parse, None).status.code(), Some(1));
+    let reset = syncml(&[&parse[..], &["--try-reset-nonce"]].concat(), None);
     assert!(stdout_of(&reset).contains("verified: yes (with the reset nonce"));
 }

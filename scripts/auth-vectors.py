@@ -68,7 +68,10 @@ def main() -> None:
         (b"dm.example.com", 11, 1, 1, 0xFFFF, b"\x01\x02vendor"),
         (b"S", 12, 2, 0, 0x00A1, b""),
         (b"x" * 255, 11, 3, 1, 0x1234, bytes(range(256))),
+        # signed with the reset nonce, the ASCII text 0x00000000 (last credential row)
+        (b"dm.example.com", 11, 1, 1, 0x0BAD, b""),
     ]
+    assert len(notifications) == len(CREDENTIALS)
     for (server_id, version, ui, initiator, session_id, vendor), (_, password, nonce) in zip(
         notifications, CREDENTIALS
     ):

@@ -164,6 +164,17 @@ pub enum AuthProblem {
     },
     #[error("a challenge for {0} carries no NextNonce")]
     NoNonce(&'static str),
+    #[error("the credentials were refused with no challenge to answer")]
+    NoChallenge,
+    #[error("the peer asks for {requested}, weaker than the configured {configured}")]
+    Downgrade {
+        configured: &'static str,
+        requested: &'static str,
+    },
+    #[error("no account for user {0:?}")]
+    UnknownUser(String),
+    #[error("too many refused attempts in this session")]
+    TooManyAttempts,
     #[error("malformed x-syncml-hmac header: {0}")]
     HmacHeader(String),
     #[error("the stored key must be the base64 of a 16-byte MD5 digest")]

@@ -16,6 +16,11 @@
 //! The specification writes it `0x00000000`, which could mean four zero bytes or that
 //! ten-character text. This crate uses the **text** (the bytes of `"0x00000000"`),
 //! as libdmclient, the deployed open-source client, does: see [`RESET_NONCE`].
+//! The fallback is opt-in ([`Package0::verify_or_reset`]; [`Package0::verify`] never
+//! tries it) because a notification signed with the fixed reset nonce never expires:
+//! a captured one can be replayed to start sessions again. Those sessions still
+//! authenticate both sides, and their challenges re-synchronise the nonces, so a
+//! client that allows the fallback should only rate-limit the sessions it triggers.
 
 use crate::auth::{Nonce, UserKey};
 use crate::{Error, NotificationProblem, Result};
@@ -88,7 +93,8 @@ pub struct Notification {
     pub version: u16,
     pub ui_mode: UiMode,
     pub initiator: Initiator,
-    /// 1 to FFFF; the client sends it back as the SessionID of package 1.
+    /// 1 to FFFF (the notification specification, 6.2.2.10, gives that range; 0 is
+    /// refused); the client sends it back as the SessionID of package 1.
     pub session_id: u16,
     /// The server id (1 to 255 bytes), as in the device's DM account.
     pub server_id: String,

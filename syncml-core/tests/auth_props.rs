@@ -2,9 +2,29 @@
 //! verification, and no input makes a parser panic.
 
 use proptest::prelude::*;
-use syncml_core::auth::{verify_cred, HmacHeader, Nonce, UserKey};
+use syncml_core::auth::{
+    verify_cred, AuthType, HmacHeader, Incoming, Nonce, OsRandom, Prover, UserKey, Verifier,
+};
 use syncml_core::notify::{Initiator, Notification, Package0, UiMode};
-use syncml_core::{Cred, Error, Meta, NotificationProblem};
+use syncml_core::{Chal, Cred, Error, Meta, NotificationProblem, Status, StatusCode};
+
+fn auth_type() -> impl Strategy<Value = AuthType> {
+    prop_oneof![
+        Just(AuthType::Basic),
+        Just(AuthType::Md5),
+        Just(AuthType::Hmac)
+    ]
+}
+
+/// Meta Types: the real ones in any case, and junk.
+fn meta_type() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        Just("syncml:auth-basic".to_owned()),
+        Just("SYNCML:AUTH-MD5".to_owned()),
+        Just("syncml:auth-mac".to_owned()),
+        "\\PC{0,12}",
+    ])
+}
 
 fn ui_mode() -> impl Strategy<Value = UiMode> {
     prop_oneof![
@@ -156,6 +176,76 @@ proptest! {
             }
             (Err(Error::Notification(got)), Some(want)) => prop_assert_eq!(got, want),
             (got, want) => prop_assert!(false, "got {:?}, expected {:?}", got, want),
+        }
+    }
+
+    #[test]
+    fn verifier_answers_only_with_auth_codes(
+        required in auth_type(),
+        type_ in meta_type(),
+        data in "[A-Za-z0-9+/=:]{0,30}",
+        loc_name in proptest::option::of("\\PC{0,8}"),
+        hmac in proptest::option::of("\\PC{0,60}"),
+        body in proptest::collection::vec(any::<u8>(), 0..40),
+        messages in 1..6usize,
+    ) {
+        let cred = type_.map(|t| Cred {
+            meta: Some(Box::new(Meta::format_type(Some("b64"), Some(&t)))),
+            data: data.clone(),
+        });
+        let mut v = Verifier::new(required, UserKey::new("u", "p"), Nonce::from_bytes(*b"n"));
+        for _ in 0..messages {
+            let msg = Incoming {
+                cred: cred.as_ref(),
+                loc_name: loc_name.as_deref(),
+                hmac: hmac.as_deref(),
+                body: &body,
+            };
+            let verdict = v.check(&msg, &mut OsRandom).unwrap();
+            match verdict.status {
+                StatusCode::Ok | StatusCode::AuthenticationAccepted => {
+                    prop_assert!(verdict.problem.is_none());
+                }
+                StatusCode::InvalidCredentials | StatusCode::MissingCredentials => {
+                    let meta = &verdict.chal.as_ref().unwrap().meta;
+                    prop_assert!(meta.type_.is_some());
+                    prop_assert_eq!(meta.format.as_deref(), Some("b64"));
+                    prop_assert_eq!(meta.next_nonce.clone(), Some(v.next_nonce().to_b64()));
+                    prop_assert!(verdict.problem.is_some());
+                }
+                other => prop_assert!(false, "status {}", other),
+            }
+        }
+    }
+
+    #[test]
+    fn prover_reads_any_status_without_panicking(
+        configured in auth_type(),
+        code in prop_oneof![Just(200u16), Just(212u16), Just(401u16), Just(407u16), any::<u16>()],
+        type_ in meta_type(),
+        nonce in proptest::option::of("\\PC{0,24}"),
+    ) {
+        let mut p = Prover::new("u", "p", configured, Nonce::default());
+        let chal = type_.map(|t| {
+            let mut meta = Meta::format_type(Some("b64"), Some(&t));
+            meta.next_nonce = nonce.clone();
+            Chal { meta: Box::new(meta) }
+        });
+        let status = Status {
+            cmd_id: 1,
+            msg_ref: Some(1),
+            cmd_ref: 0,
+            cmd: "SyncHdr".into(),
+            target_ref: vec![],
+            source_ref: vec![],
+            cred: None,
+            chal,
+            data: StatusCode::from(code),
+            items: vec![],
+            extra: vec![],
+        };
+        if p.on_header_status(&status).is_ok() {
+            prop_assert!(p.auth_type() >= configured, "never weaker than configured");
         }
     }
 }

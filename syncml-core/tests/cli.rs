@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 fn syncml(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_syncml"))
         .args(args)
+        .env_remove("SYNCML_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

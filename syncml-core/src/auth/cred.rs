@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::{AuthType, Nonce, UserKey};
-use crate::{AuthProblem, Cred, Error, Meta, Result, SyncHdr};
+use crate::{AuthProblem, Cred, Error, Meta, Result};
 
 /// The Data of a Basic Cred: `B64(user:password)`.
 pub fn basic_data(user: &str, password: &str) -> String {
@@ -67,14 +67,12 @@ fn basic_parts(data: &str) -> Result<(String, String)> {
     }
 }
 
-/// The user a message's header claims to be: for Basic the name inside the Cred
-/// Data, for MD5 the SyncHdr Source/LocName. `None` without credentials or a name.
-/// A server uses it to look up the account before calling [`verify_cred`].
-pub fn cred_user(hdr: &SyncHdr) -> Option<String> {
-    let cred = hdr.cred.as_ref()?;
+/// The user a Cred claims to be: for Basic the name inside the Data, for MD5 the
+/// SyncHdr Source/LocName.
+pub(crate) fn cred_user(cred: &Cred, loc_name: Option<&str>) -> Option<String> {
     match cred_type(cred).ok()? {
         AuthType::Basic => basic_parts(&cred.data).ok().map(|(u, _)| u),
-        _ => hdr.source.loc_name.clone(),
+        _ => loc_name.map(|n| n.trim().to_owned()),
     }
 }
 

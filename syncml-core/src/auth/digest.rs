@@ -30,8 +30,9 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 ///
 /// This is all a verifier needs for every scheme, so a server can store it in place
 /// of the password. (Basic credentials carry the password; they are checked by hashing
-/// what arrives.) `Debug` does not print the key.
-#[derive(Clone, PartialEq, Eq)]
+/// what arrives.) `Debug` does not print the key, and `==` compares it in constant
+/// time.
+#[derive(Clone)]
 pub struct UserKey {
     name: String,
     key: String,
@@ -95,6 +96,14 @@ impl UserKey {
         ct_eq(self.key.as_bytes(), other.key.as_bytes())
     }
 }
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &UserKey) -> bool {
+        ct_eq(self.key.as_bytes(), other.key.as_bytes()) & (self.name == other.name)
+    }
+}
+
+impl Eq for UserKey {}
 
 impl std::fmt::Debug for UserKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

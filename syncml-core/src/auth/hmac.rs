@@ -9,8 +9,9 @@ use crate::{AuthProblem, Error, Result};
 /// The name of the HTTP header.
 pub const HMAC_HEADER: &str = "x-syncml-hmac";
 
-/// A parsed or computed `x-syncml-hmac` value. The only algorithm is MD5.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed or computed `x-syncml-hmac` value. The only algorithm is MD5. `==`
+/// compares the mac in constant time; [`HmacHeader::verify`] is the way to check one.
+#[derive(Debug, Clone)]
 pub struct HmacHeader {
     pub username: String,
     /// `MD5(key:nonce:B64(MD5(body)))`.
@@ -146,6 +147,14 @@ fn param(s: &str) -> std::result::Result<(&str, String, &str), String> {
         Ok((name, rest[..end].to_owned(), &rest[end..]))
     }
 }
+
+impl PartialEq for HmacHeader {
+    fn eq(&self, other: &HmacHeader) -> bool {
+        super::ct_eq(&self.mac, &other.mac) & (self.username == other.username)
+    }
+}
+
+impl Eq for HmacHeader {}
 
 impl std::fmt::Display for HmacHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

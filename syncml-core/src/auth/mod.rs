@@ -18,17 +18,19 @@
 //! and the side that supplies them. Both are plain state machines: nothing here does
 //! I/O except [`OsRandom`], the default source of nonces.
 
-mod challenge;
 mod cred;
 mod digest;
 mod hmac;
 mod nonce;
+mod prover;
+mod verifier;
 
-pub use challenge::{challenge, Incoming, Prover, ProverStep, Verdict, Verifier};
-pub use cred::{basic_cred, basic_data, cred_user, md5_cred, md5_data, verify_cred};
+pub use cred::{basic_cred, basic_data, md5_cred, md5_data, verify_cred};
 pub use digest::UserKey;
 pub use hmac::{HmacHeader, HMAC_HEADER};
 pub use nonce::{Nonce, NonceSource, OsRandom};
+pub use prover::{Prover, ProverStep};
+pub use verifier::{challenge, Incoming, Verdict, Verifier, VerifierState};
 
 pub(crate) use digest::{b64_md5, ct_eq};
 

@@ -151,26 +151,21 @@ enum NotifyCmd {
         #[arg(long)]
         hex: bool,
     },
-    /// Print every field of a package #0; with --password, say whether its digest
-    /// verifies (exit 1 if it does not).
+    /// Print every field of a package #0; with --nonce-b64 and the password, say
+    /// whether its digest verifies (exit 1 if it does not).
     Parse {
         /// The package #0 file, or - for standard input.
         input: String,
         /// The server password (or set SYNCML_PASSWORD); the server id comes from
         /// the message.
-        #[arg(
-            long,
-            env = "SYNCML_PASSWORD",
-            hide_env_values = true,
-            requires = "nonce_b64"
-        )]
+        #[arg(long, env = "SYNCML_PASSWORD", hide_env_values = true)]
         password: Option<String>,
-        /// The nonce the device holds for the server (b64).
-        #[arg(long, value_name = "B64")]
+        /// The nonce the device holds for the server (b64): check the digest with it.
+        #[arg(long, value_name = "B64", requires = "password")]
         nonce_b64: Option<String>,
         /// If the digest fails with that nonce, try the reset nonce (the text
         /// "0x00000000"), as a client may.
-        #[arg(long)]
+        #[arg(long, requires = "nonce_b64")]
         try_reset_nonce: bool,
     },
 }

@@ -353,3 +353,74 @@ fn notify_parse_can_fall_back_to_the_reset_nonce() {
     let reset = syncml(&[&parse[..], &["--try-reset-nonce"]].concat(), None);
     assert!(stdout_of(&reset).contains("verified: yes (with the reset nonce"));
 }
+
+#[test]
+fn hmac_verify_names_what_is_wrong() {
+    let file = fixture("pkg1-client-init.xml");
+    let run = |header: &str| {
+        syncml(
+            &[
+                "hmac",
+                "--user",
+                "dev",
+                "--password",
+                "pw",
+                "--nonce-b64",
+                "AAAA",
+                "--verify",
+                header,
+                &file,
+            ],
+            None,
+        )
+    };
+    let garbled = run("algorithm=SHA1, username=\"dev\", mac=AAAAAAAAAAAAAAAAAAAAAA==");
+    assert_eq!(garbled.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&garbled.stderr).contains("unsupported algorithm"));
+    let other_user = run("username=\"eve\", mac=AAAAAAAAAAAAAAAAAAAAAA==");
+    assert_eq!(other_user.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other_user.stderr).contains("\"eve\""));
+}
+
+#[test]
+fn notify_build_refuses_what_no_device_could_read() {
+    let long_id = "x".repeat(256);
+    let out = syncml(
+        &[
+            "notify",
+            "build",
+            "--server-id",
+            &long_id,
+            "--password",
+            "p",
+            "--nonce-b64",
+            "AAAA",
+            "--session-id",
+            "1",
+            "--ui-mode",
+            "background",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than 255 bytes"));
+    assert!(out.stdout.is_empty(), "nothing is written on failure");
+    let zero = syncml(
+        &[
+            "notify",
+            "build",
+            "--server-id",
+            "s",
+            "--password",
+            "p",
+            "--nonce-b64",
+            "AAAA",
+            "--session-id",
+            "0",
+            "--ui-mode",
+            "background",
+        ],
+        None,
+    );
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+}

@@ -1,12 +1,14 @@
 //! Property tests: package #0 and HMAC round-trip every field, any flipped bit fails
 //! verification, and no input makes a parser panic.
 
+mod common;
+
 use proptest::prelude::*;
 use syncml_core::auth::{
     verify_cred, AuthType, HmacHeader, Incoming, Nonce, OsRandom, Prover, UserKey, Verifier,
 };
 use syncml_core::notify::{Initiator, Notification, Package0, UiMode};
-use syncml_core::{Chal, Cred, Error, Meta, NotificationProblem, Status, StatusCode};
+use syncml_core::{Chal, Cred, Error, Meta, NotificationProblem, StatusCode};
 
 fn auth_type() -> impl Strategy<Value = AuthType> {
     prop_oneof![
@@ -231,19 +233,7 @@ proptest! {
             meta.next_nonce = nonce.clone();
             Chal { meta: Box::new(meta) }
         });
-        let status = Status {
-            cmd_id: 1,
-            msg_ref: Some(1),
-            cmd_ref: 0,
-            cmd: "SyncHdr".into(),
-            target_ref: vec![],
-            source_ref: vec![],
-            cred: None,
-            chal,
-            data: StatusCode::from(code),
-            items: vec![],
-            extra: vec![],
-        };
+        let status = common::header_status(StatusCode::from(code), chal);
         if p.on_header_status(&status).is_ok() {
             prop_assert!(p.auth_type() >= configured, "never weaker than configured");
         }

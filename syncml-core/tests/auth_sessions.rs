@@ -7,6 +7,9 @@ use syncml_core::auth::{
 };
 use syncml_core::*;
 
+mod common;
+use common::header_status as status;
+
 /// A deterministic nonce source: each nonce is 16 copies of a counter byte.
 struct Counter(u8);
 
@@ -75,22 +78,6 @@ fn exchange(p: &mut Prover, v: &mut Verifier, rng: &mut Counter) -> (Verdict, Pr
         .unwrap();
     let step = p.on_header_status(&header_status(&msg, &verdict)).unwrap();
     (verdict, step)
-}
-
-fn status(code: StatusCode, chal: Option<Chal>) -> Status {
-    Status {
-        cmd_id: 1,
-        msg_ref: Some(1),
-        cmd_ref: 0,
-        cmd: "SyncHdr".into(),
-        target_ref: vec![],
-        source_ref: vec![],
-        cred: None,
-        chal,
-        data: code,
-        items: vec![],
-        extra: vec![],
-    }
 }
 
 #[test]

@@ -22,6 +22,11 @@ fn syncml(args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `syncml` with arguments given as one line (none may contain spaces).
+fn syncml_line(line: &str) -> Output {
+    syncml(&line.split_whitespace().collect::<Vec<_>>(), None)
+}
+
 fn fixture(name: &str) -> String {
     fixtures::messages_dir()
         .join(name)
@@ -205,19 +210,7 @@ fn cred_prints_the_specification_vectors() {
             .code(),
         Some(2)
     );
-    let bad = syncml(
-        &[
-            "cred",
-            "md5",
-            "--user",
-            "u",
-            "--password",
-            "p",
-            "--nonce-b64",
-            "%%",
-        ],
-        None,
-    );
+    let bad = syncml_line("cred md5 --user u --password p --nonce-b64 %%");
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not valid base64"));
 }
@@ -235,15 +228,9 @@ fn password_can_come_from_the_environment() {
 #[test]
 fn hmac_prints_and_verifies_the_header_for_the_exact_bytes() {
     let file = fixture("pkg1-client-init.xml");
-    let args = [
-        "hmac",
-        "--user",
-        "dev",
-        "--password",
-        "pw",
-        "--nonce-b64",
-        "AAECAw==",
-    ];
+    let args: Vec<&str> = "hmac --user dev --password pw --nonce-b64 AAECAw=="
+        .split_whitespace()
+        .collect();
     let mut with_file = args.to_vec();
     with_file.push(&file);
     let header = stdout_of(&syncml(&with_file, None));
@@ -358,21 +345,11 @@ fn notify_parse_can_fall_back_to_the_reset_nonce() {
 fn hmac_verify_names_what_is_wrong() {
     let file = fixture("pkg1-client-init.xml");
     let run = |header: &str| {
-        syncml(
-            &[
-                "hmac",
-                "--user",
-                "dev",
-                "--password",
-                "pw",
-                "--nonce-b64",
-                "AAAA",
-                "--verify",
-                header,
-                &file,
-            ],
-            None,
-        )
+        let mut args: Vec<&str> = "hmac --user dev --password pw --nonce-b64 AAAA"
+            .split_whitespace()
+            .collect();
+        args.extend(["--verify", header, &file]);
+        syncml(&args, None)
     };
     let garbled = run("algorithm=SHA1, username=\"dev\", mac=AAAAAAAAAAAAAAAAAAAAAA==");
     assert_eq!(garbled.status.code(), Some(1));
@@ -385,42 +362,12 @@ fn hmac_verify_names_what_is_wrong() {
 #[test]
 fn notify_build_refuses_what_no_device_could_read() {
     let long_id = "x".repeat(256);
-    let out = syncml(
-        &[
-            "notify",
-            "build",
-            "--server-id",
-            &long_id,
-            "--password",
-            "p",
-            "--nonce-b64",
-            "AAAA",
-            "--session-id",
-            "1",
-            "--ui-mode",
-            "background",
-        ],
-        None,
-    );
+    let out = syncml_line(&format!(
+        "notify build --server-id {long_id} --password p --nonce-b64 AAAA --session-id 1 --ui-mode background"
+    ));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("longer than 255 bytes"));
     assert!(out.stdout.is_empty(), "nothing is written on failure");
-    let zero = syncml(
-        &[
-            "notify",
-            "build",
-            "--server-id",
-            "s",
-            "--password",
-            "p",
-            "--nonce-b64",
-            "AAAA",
-            "--session-id",
-            "0",
-            "--ui-mode",
-            "background",
-        ],
-        None,
-    );
+    let zero = syncml_line("notify build --server-id s --password p --nonce-b64 AAAA --session-id 0 --ui-mode background");
     assert_eq!(zero.status.code(), Some(2), "a usage error");
 }

@@ -25,3 +25,23 @@ pub fn vectors_dir() -> PathBuf {
 pub fn vector(name: &str) -> Vec<u8> {
     std::fs::read(vectors_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
+
+/// A Status for a SyncHdr (MsgRef 1) with this code and challenge.
+pub fn header_status(
+    code: syncml_core::StatusCode,
+    chal: Option<syncml_core::Chal>,
+) -> syncml_core::Status {
+    syncml_core::Status {
+        cmd_id: 1,
+        msg_ref: Some(1),
+        cmd_ref: 0,
+        cmd: "SyncHdr".into(),
+        target_ref: vec![],
+        source_ref: vec![],
+        cred: None,
+        chal,
+        data: code,
+        items: vec![],
+        extra: vec![],
+    }
+}

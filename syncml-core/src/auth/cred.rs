@@ -36,7 +36,7 @@ fn cred(t: AuthType, data: String) -> Cred {
     }
 }
 
-/// The scheme of a Cred. SyncML makes Basic the default when Meta gives no Type.
+/// The scheme of a Cred (Basic when Meta gives no Type).
 pub(crate) fn cred_type(cred: &Cred) -> Result<AuthType> {
     let meta = cred.meta.as_deref();
     if let Some(f) = meta.and_then(|m| m.format.as_deref()) {
@@ -44,14 +44,13 @@ pub(crate) fn cred_type(cred: &Cred) -> Result<AuthType> {
             return Err(Error::Auth(AuthProblem::UnsupportedFormat(f.to_owned())));
         }
     }
-    match meta.and_then(|m| m.type_.as_deref()) {
-        None => Ok(AuthType::Basic),
-        Some(t) => match AuthType::from_meta_type(t) {
-            Some(AuthType::Hmac) | None => {
-                Err(Error::Auth(AuthProblem::UnsupportedType(t.to_owned())))
-            }
-            Some(found) => Ok(found),
-        },
+    let type_ = meta.and_then(|m| m.type_.as_deref());
+    match AuthType::of_meta(type_)? {
+        // HMAC travels in a transport header, never in Cred.
+        AuthType::Hmac => Err(Error::Auth(AuthProblem::UnsupportedType(
+            type_.unwrap_or_default().to_owned(),
+        ))),
+        found => Ok(found),
     }
 }
 

@@ -63,6 +63,17 @@ impl AuthType {
             .find(|t| t.meta_type().eq_ignore_ascii_case(s.trim()))
     }
 
+    /// The scheme of a Cred or Chal Meta Type: SyncML makes Basic the default when
+    /// no Type is given; an unknown Type is refused.
+    pub(crate) fn of_meta(type_: Option<&str>) -> crate::Result<AuthType> {
+        match type_ {
+            None => Ok(AuthType::Basic),
+            Some(s) => AuthType::from_meta_type(s).ok_or_else(|| {
+                crate::Error::Auth(crate::AuthProblem::UnsupportedType(s.to_owned()))
+            }),
+        }
+    }
+
     /// Whether the scheme uses a nonce.
     pub fn uses_nonce(self) -> bool {
         self != AuthType::Basic

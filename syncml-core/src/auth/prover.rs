@@ -185,11 +185,7 @@ impl std::fmt::Debug for Prover {
 /// The type and nonce of a Chal. MD5 and HMAC challenges must carry a NextNonce; a
 /// Basic one without gets an empty nonce.
 fn read_challenge(chal: &Chal) -> Result<(AuthType, Nonce)> {
-    let t = match chal.meta.type_.as_deref() {
-        None => AuthType::Basic,
-        Some(s) => AuthType::from_meta_type(s)
-            .ok_or_else(|| Error::Auth(AuthProblem::UnsupportedType(s.to_owned())))?,
-    };
+    let t = AuthType::of_meta(chal.meta.type_.as_deref())?;
     match chal.meta.next_nonce.as_deref() {
         Some(n) => Ok((t, Nonce::from_b64(n)?)),
         None if t.uses_nonce() => Err(Error::Auth(AuthProblem::NoNonce(t.meta_type()))),

@@ -157,6 +157,11 @@ impl Acl {
         self.grants.iter().all(Vec::is_empty)
     }
 
+    /// Whether the ACL grants `cmd` to anyone (for describing a node's access).
+    pub fn names(&self, cmd: AclCmd) -> bool {
+        !self.grants[cmd.index()].is_empty()
+    }
+
     /// Whether `server_id` may run `cmd` under this ACL alone. A command the ACL does not
     /// name is denied: inheritance is not per command, it applies only when the whole ACL
     /// is empty, and resolving it is the tree's job (an empty ACL grants nothing here).

@@ -1,3 +1,20 @@
-//! The device management tree: node properties (Format, ACL) and their value rules.
+//! The device management tree: nodes and properties, URIs, ACLs, DDF schemas, the
+//! command executor, and crash-safe persistence.
+
 pub mod acl;
+pub mod ddf;
+pub mod doc;
+pub mod error;
 pub mod format;
+pub mod node;
+pub mod store;
+pub mod tnds;
+pub mod tree;
+pub mod uri;
+
+pub use acl::{Acl, AclCmd};
+pub use error::Error;
+pub use format::Format;
+pub use node::{Kind, Props, Record};
+pub use tree::{NodeRef, Op, Tree};
+pub use uri::{Prop, Query, Uri, UriLimits};

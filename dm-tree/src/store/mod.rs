@@ -1,0 +1,333 @@
+//! Crash-safe persistence: a snapshot file and a write-ahead log in one directory.
+//!
+//! - `tree.snap`: the whole tree as Put operations, written to a temporary file,
+//!   synced, then renamed over the old one (a rename is atomic), with a CRC-32 over
+//!   the file.
+//! - `tree.log`: the commits since that snapshot. Each commit is one record
+//!   (`marker, length, CRC-32, operations`) written with a single write and synced
+//!   before [`FileStore::append`] returns.
+//!
+//! Both files carry a generation number. Compaction writes snapshot `g+1` and then a
+//! fresh log `g+1`; a crash between the two leaves a log of generation `g`, whose
+//! commits the new snapshot already holds, so it is ignored. A record cut short at
+//! the end of the log is a commit the crash interrupted: it was never acknowledged,
+//! and is dropped. Anything else that fails its check is damage: opening refuses,
+//! names the file and the offset, and writes nothing, so the last good state stays
+//! on disk for an operator to rescue.
+//!
+//! A lock on `tree.lock` keeps a second process from opening the same store.
+
+mod encode;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::tree::Op;
+
+pub use encode::{decode_ops, encode_ops};
+
+const SNAP: &str = "tree.snap";
+const LOG: &str = "tree.log";
+const LOCK: &str = "tree.lock";
+const SNAP_MAGIC: &[u8; 12] = b"DMTREE-SNAP1";
+const LOG_MAGIC: &[u8; 12] = b"DMTREE-LOG-1";
+const HEADER: usize = 12 + 8;
+/// Starts every log record, so that a zero-filled tail never reads as a record.
+const RECORD_MARKER: u8 = 0xA5;
+const RECORD_HEAD: usize = 1 + 4 + 4;
+/// The log is folded into a new snapshot past this size (and past the snapshot's).
+const COMPACT_AT: u64 = 4 << 20;
+
+/// An open store.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+    log: File,
+    generation: u64,
+    log_len: u64,
+    snap_len: u64,
+    _lock: File,
+}
+
+/// What [`inspect`] found in a store directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    pub generation: u64,
+    /// Operations in the snapshot.
+    pub snapshot_ops: usize,
+    /// Committed records in the log.
+    pub log_records: usize,
+    /// Bytes of an interrupted commit at the end of the log (dropped at open).
+    pub torn_tail: u64,
+}
+
+impl FileStore {
+    /// Opens (or creates) the store in `dir`; returns it with the operations that
+    /// rebuild the tree: the snapshot's, then each committed record's.
+    pub fn open(dir: &Path) -> Result<(FileStore, Vec<Op>), Error> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io(&lock_path, e))?;
+        lock.try_lock()
+            .map_err(|_| Error::Locked(dir.display().to_string()))?;
+
+        let snap_path = dir.join(SNAP);
+        if !snap_path.exists() {
+            write_snapshot(dir, 1, &[])?;
+            write_fresh_log(dir, 1)?;
+        }
+        let read = read_store(dir)?;
+        let log_path = dir.join(LOG);
+        if read.stale_log {
+            write_fresh_log(dir, read.generation)?;
+        }
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(|e| io(&log_path, e))?;
+        let mut log_len = log.metadata().map_err(|e| io(&log_path, e))?.len();
+        if read.torn_tail > 0 {
+            // Drop the interrupted commit so that the next record follows the last
+            // good one.
+            log_len -= read.torn_tail;
+            log.set_len(log_len).map_err(|e| io(&log_path, e))?;
+            log.sync_all().map_err(|e| io(&log_path, e))?;
+        }
+        let store = FileStore {
+            dir: dir.to_owned(),
+            log,
+            generation: read.generation,
+            log_len,
+            snap_len: read.snap_len,
+            _lock: lock,
+        };
+        Ok((store, read.ops))
+    }
+
+    /// Appends one commit and syncs it: when this returns Ok, the commit survives a
+    /// crash or a power loss.
+    pub fn append(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let mut payload = Vec::new();
+        encode_ops(ops, &mut payload);
+        let len = u32::try_from(payload.len()).map_err(|_| Error::TooLarge)?;
+        let mut rec = Vec::with_capacity(RECORD_HEAD + payload.len());
+        rec.push(RECORD_MARKER);
+        rec.extend_from_slice(&len.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&len.to_le_bytes());
+        crc.update(&payload);
+        rec.extend_from_slice(&crc.finalize().to_le_bytes());
+        rec.extend_from_slice(&payload);
+        let path = self.dir.join(LOG);
+        use std::io::Seek;
+        self.log
+            .seek(std::io::SeekFrom::Start(self.log_len))
+            .map_err(|e| io(&path, e))?;
+        let written = self
+            .log
+            .write_all(&rec)
+            .and_then(|()| self.log.sync_data());
+        if let Err(e) = written {
+            // Whatever part of the record reached the file is cut off again, so that
+            // a failed commit cannot surface at the next open.
+            let _ = self.log.set_len(self.log_len);
+            return Err(io(&path, e));
+        }
+        self.log_len += rec.len() as u64;
+        Ok(())
+    }
+
+    /// Whether the log has grown enough to be folded into a snapshot.
+    pub fn wants_compaction(&self) -> bool {
+        self.log_len > COMPACT_AT && self.log_len > self.snap_len
+    }
+
+    /// Replaces snapshot and log by one snapshot of `ops` (the whole tree).
+    pub fn compact(&mut self, ops: &[Op]) -> Result<(), Error> {
+        let g = self.generation + 1;
+        self.snap_len = write_snapshot(&self.dir, g, ops)?;
+        write_fresh_log(&self.dir, g)?;
+        let path = self.dir.join(LOG);
+        self.log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        self.log_len = HEADER as u64;
+        self.generation = g;
+        Ok(())
+    }
+}
+
+/// Reads a store without opening it for writing (and without taking its lock): the
+/// check behind `dm-tree verify`.
+pub fn inspect(dir: &Path) -> Result<(Inspection, Vec<Op>), Error> {
+    let r = read_store(dir)?;
+    Ok((
+        Inspection {
+            generation: r.generation,
+            snapshot_ops: r.snapshot_ops,
+            log_records: r.log_records,
+            torn_tail: r.torn_tail,
+        },
+        r.ops,
+    ))
+}
+
+struct ReadStore {
+    generation: u64,
+    ops: Vec<Op>,
+    snapshot_ops: usize,
+    log_records: usize,
+    torn_tail: u64,
+    stale_log: bool,
+    snap_len: u64,
+}
+
+fn read_store(dir: &Path) -> Result<ReadStore, Error> {
+    let snap_path = dir.join(SNAP);
+    let snap = read_file(&snap_path)?;
+    let damaged = |why: String| Error::Damaged(format!("{}: {why}", snap_path.display()));
+    if snap.len() < HEADER + 4 || &snap[..12] != SNAP_MAGIC {
+        return Err(damaged("not a dm-tree snapshot".into()));
+    }
+    let (body, tail) = snap.split_at(snap.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != tail {
+        return Err(damaged("checksum mismatch".into()));
+    }
+    let generation = u64_at(&snap, 12);
+    let mut ops = decode_ops(&body[HEADER..]).map_err(damaged)?;
+    let snapshot_ops = ops.len();
+
+    let log_path = dir.join(LOG);
+    let (log_records, torn_tail, stale_log) = match read_optional(&log_path)? {
+        None => (0, 0, true),
+        Some(log) => {
+            let damaged = |why: String| Error::Damaged(format!("{}: {why}", log_path.display()));
+            if log.len() < HEADER || &log[..12] != LOG_MAGIC {
+                return Err(damaged("not a dm-tree log".into()));
+            }
+            if u64_at(&log, 12) != generation {
+                (0, 0, true)
+            } else {
+                let (records, torn) = read_records(&log, &mut ops).map_err(damaged)?;
+                (records, torn, false)
+            }
+        }
+    };
+    Ok(ReadStore {
+        generation,
+        ops,
+        snapshot_ops,
+        log_records,
+        torn_tail,
+        stale_log,
+        snap_len: snap.len() as u64,
+    })
+}
+
+/// Appends the operations of each good record to `ops`; returns the record count and
+/// the length of an interrupted record at the end.
+fn read_records(log: &[u8], ops: &mut Vec<Op>) -> Result<(usize, u64), String> {
+    let mut at = HEADER;
+    let mut n = 0;
+    while at < log.len() {
+        let rest = &log[at..];
+        let torn = (log.len() - at) as u64;
+        if rest.len() < RECORD_HEAD {
+            return Ok((n, torn));
+        }
+        if rest[0] != RECORD_MARKER {
+            return Err(format!("no record marker at byte {at}"));
+        }
+        let len_bytes = [rest[1], rest[2], rest[3], rest[4]];
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let Some(payload) = rest.get(RECORD_HEAD..RECORD_HEAD + len) else {
+            // The length reaches past the end: the write was cut short.
+            return Ok((n, torn));
+        };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&len_bytes);
+        crc.update(payload);
+        if crc.finalize().to_le_bytes() != rest[5..9] {
+            if at + RECORD_HEAD + len == log.len() {
+                return Ok((n, torn));
+            }
+            return Err(format!("checksum mismatch in the record at byte {at}"));
+        }
+        ops.extend(decode_ops(payload).map_err(|e| format!("record at byte {at}: {e}"))?);
+        n += 1;
+        at += RECORD_HEAD + len;
+    }
+    Ok((n, 0))
+}
+
+fn write_snapshot(dir: &Path, generation: u64, ops: &[Op]) -> Result<u64, Error> {
+    let mut b = Vec::new();
+    b.extend_from_slice(SNAP_MAGIC);
+    b.extend_from_slice(&generation.to_le_bytes());
+    encode_ops(ops, &mut b);
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    replace_file(dir, SNAP, &b)?;
+    Ok(b.len() as u64)
+}
+
+fn write_fresh_log(dir: &Path, generation: u64) -> Result<(), Error> {
+    let mut b = Vec::with_capacity(HEADER);
+    b.extend_from_slice(LOG_MAGIC);
+    b.extend_from_slice(&generation.to_le_bytes());
+    replace_file(dir, LOG, &b)
+}
+
+/// Write-new-then-rename, with the syncs that make the rename durable.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    read_optional(path)?.ok_or_else(|| Error::Damaged(format!("{} is missing", path.display())))
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).map_err(|e| io(path, e))?;
+            Ok(Some(b))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests;

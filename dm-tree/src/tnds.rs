@@ -61,7 +61,10 @@ fn node(
     let mut e = el("Node");
     push(&mut e, text_el("NodeName", n.name()));
     if top {
-        push(&mut e, text_el("Path", n.parent().map(|p| p.path()).unwrap_or(".")));
+        push(
+            &mut e,
+            text_el("Path", n.parent().map(|p| p.path()).unwrap_or(".")),
+        );
     }
     let mut rt = el("RTProperties");
     if fields.acl {

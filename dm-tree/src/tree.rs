@@ -178,12 +178,18 @@ impl Tree {
     /// is on disk.
     pub fn open(dir: &Path) -> Result<Tree, Error> {
         let (store, ops) = FileStore::open(dir)?;
+        let mut t = Tree::from_ops(&ops)?;
+        t.store = Some(store);
+        Ok(t)
+    }
+
+    /// A tree in memory rebuilt from stored operations (a snapshot, then commits).
+    pub fn from_ops(ops: &[Op]) -> Result<Tree, Error> {
         let mut t = Tree::new();
-        for op in &ops {
+        for op in ops {
             t.apply_raw(op)
                 .map_err(|e| Error::Damaged(format!("replaying the store: {e}")))?;
         }
-        t.store = Some(store);
         Ok(t)
     }
 
@@ -355,7 +361,12 @@ impl Tree {
                 if let Ok(pos) = self.child_position(parent, &old_name) {
                     self.slot_mut(parent).children.remove(pos);
                 }
-                let moved: Vec<NodeId> = self.node(id).descendants().iter().map(NodeRef::id).collect();
+                let moved: Vec<NodeId> = self
+                    .node(id)
+                    .descendants()
+                    .iter()
+                    .map(NodeRef::id)
+                    .collect();
                 for m in moved {
                     let old: Box<str> = self.node(m).slot.path.clone();
                     let renamed: Box<str> = format!("{new_path}{}", &old[path.len()..]).into();
@@ -477,7 +488,9 @@ impl Tree {
 
     /// Sets the value of an existing leaf, keeping its properties.
     pub fn set_value(&mut self, path: &str, value: impl Into<Vec<u8>>) -> Result<(), Error> {
-        let n = self.get(path).ok_or_else(|| Error::NotFound(path.to_owned()))?;
+        let n = self
+            .get(path)
+            .ok_or_else(|| Error::NotFound(path.to_owned()))?;
         if !n.is_leaf() {
             return Err(Error::NotALeaf(path.to_owned()));
         }
@@ -517,7 +530,9 @@ impl Tree {
 
     /// Marks a change of `path`'s child list: TStamp and VerNo of the node.
     pub fn touch(&mut self, path: &str) -> Result<(), Error> {
-        let n = self.get(path).ok_or_else(|| Error::NotFound(path.to_owned()))?;
+        let n = self
+            .get(path)
+            .ok_or_else(|| Error::NotFound(path.to_owned()))?;
         let mut rec = n.record().clone();
         rec.props.touch(self.now());
         self.apply(Op::Put {
@@ -557,7 +572,10 @@ mod tests {
         t.put("./B/x", leaf("2")).unwrap();
         assert_eq!(paths(&t), [".", "./A", "./B", "./B/x", "./B/y"]);
         assert_eq!(t.get("./B/x").unwrap().value(), Some(&b"2"[..]));
-        assert!(t.put("./B/x/z", leaf("3")).is_err(), "a leaf has no children");
+        assert!(
+            t.put("./B/x/z", leaf("3")).is_err(),
+            "a leaf has no children"
+        );
     }
 
     #[test]
@@ -618,10 +636,7 @@ mod tests {
         t.put("./A", rec).unwrap();
         assert_eq!(*t.get("./A/b/c").unwrap().effective_acl(), acl);
         assert_eq!(*t.get("./A").unwrap().effective_acl(), acl);
-        assert_eq!(
-            t.get("./B").map(|n| n.effective_acl().into_owned()),
-            None
-        );
+        assert_eq!(t.get("./B").map(|n| n.effective_acl().into_owned()), None);
         assert_eq!(*t.root().effective_acl(), Acl::root_default());
     }
 }

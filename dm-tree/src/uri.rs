@@ -266,7 +266,9 @@ fn canonical_path(s: &str, limits: &UriLimits) -> Result<String, UriError> {
     for seg in rest.split('/') {
         depth += 1;
         if seg.is_empty() {
-            return Err(UriError::Malformed("an empty segment (`//` or a trailing `/`)"));
+            return Err(UriError::Malformed(
+                "an empty segment (`//` or a trailing `/`)",
+            ));
         }
         if seg == "." || seg == ".." {
             return Err(UriError::Malformed("`.` or `..` inside a URI"));
@@ -356,7 +358,9 @@ mod tests {
 
     #[test]
     fn malformed_uris_are_400() {
-        for bad in ["", "./", "./A/", "./A//B", "./A/../B", "./A/./B", "../A", "/A"] {
+        for bad in [
+            "", "./", "./A/", "./A//B", "./A/../B", "./A/./B", "../A", "/A",
+        ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.status(), Status::BadRequest, "{bad}: {e}");
         }
@@ -391,25 +395,40 @@ mod tests {
 
     #[test]
     fn queries() {
-        assert_eq!(parse("./A?prop=ACL").unwrap().query(), Query::Prop(Prop::Acl));
-        assert_eq!(parse("A?prop=VerNo").unwrap().query(), Query::Prop(Prop::VerNo));
+        assert_eq!(
+            parse("./A?prop=ACL").unwrap().query(),
+            Query::Prop(Prop::Acl)
+        );
+        assert_eq!(
+            parse("A?prop=VerNo").unwrap().query(),
+            Query::Prop(Prop::VerNo)
+        );
         assert_eq!(
             parse("./A?prop=Color").unwrap_err().status(),
             Status::OptionalFeatureNotSupported
         );
         assert_eq!(parse("./A?list=Struct").unwrap().query(), Query::Struct);
-        assert_eq!(parse("./A?list=StructData").unwrap().query(), Query::StructData);
+        assert_eq!(
+            parse("./A?list=StructData").unwrap().query(),
+            Query::StructData
+        );
         let Query::Tnds(f) = parse("./A?list=TNDS+Value+ACL").unwrap().query() else {
             panic!()
         };
         assert!(f.value && f.acl && !f.format && !f.verno);
-        assert_eq!(parse("./A?list=TNDS").unwrap().query(), Query::Tnds(TndsFields::default()));
+        assert_eq!(
+            parse("./A?list=TNDS").unwrap().query(),
+            Query::Tnds(TndsFields::default())
+        );
         assert_eq!(
             parse("./A?list=TNDS+Colour").unwrap_err().status(),
             Status::OptionalFeatureNotSupported
         );
         assert_eq!(parse("./A?x=1").unwrap_err().status(), Status::BadRequest);
-        assert_eq!(parse("./A?prop=ACL").unwrap().without_query().query(), Query::None);
+        assert_eq!(
+            parse("./A?prop=ACL").unwrap().without_query().query(),
+            Query::None
+        );
     }
 
     #[test]

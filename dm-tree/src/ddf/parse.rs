@@ -15,7 +15,10 @@ const MAX_DEPTH: usize = 48;
 pub fn parse_ddf(bytes: &[u8]) -> Result<Vec<DdfRoot>, Error> {
     let root = read_root(bytes)?;
     if root.name != "MgmtTree" {
-        return Err(bad(format!("the root element is {}, not MgmtTree", root.name)));
+        return Err(bad(format!(
+            "the root element is {}, not MgmtTree",
+            root.name
+        )));
     }
     let man = child_text(&root, "Man");
     let model = child_text(&root, "Mod");
@@ -66,8 +69,9 @@ fn node(e: &Element, depth: usize) -> Result<DdfNode, Error> {
         })?,
         None => Access::default(),
     };
-    let format = one_of(p, "DFFormat", &shown)
-        .and_then(|f| Format::from_name(&f).ok_or_else(|| bad(format!("node {shown}: unknown DFFormat {f}"))))?;
+    let format = one_of(p, "DFFormat", &shown).and_then(|f| {
+        Format::from_name(&f).ok_or_else(|| bad(format!("node {shown}: unknown DFFormat {f}")))
+    })?;
     let occurrence = match p.child("Occurrence") {
         None => Occurrence::One,
         Some(o) => occurrence(o, &shown)?,
@@ -94,7 +98,9 @@ fn node(e: &Element, depth: usize) -> Result<DdfNode, Error> {
     let default_value = child_text(p, "DefaultValue");
     if let Some(v) = &default_value {
         if format.validate(v.as_bytes()).is_err() {
-            return Err(bad(format!("node {shown}: DefaultValue {v:?} is not {format}")));
+            return Err(bad(format!(
+                "node {shown}: DefaultValue {v:?} is not {format}"
+            )));
         }
     }
     Ok(DdfNode {

@@ -11,7 +11,10 @@ use crate::tree::{NodeRef, Tree};
 
 /// The `MgmtTree` element of a document describing `roots`.
 pub fn write_document(roots: &[DdfRoot]) -> Element {
-    let mut mt = mgmt_tree(roots.first().and_then(|r| r.man.as_deref()), roots.first().and_then(|r| r.model.as_deref()));
+    let mut mt = mgmt_tree(
+        roots.first().and_then(|r| r.man.as_deref()),
+        roots.first().and_then(|r| r.model.as_deref()),
+    );
     for r in roots {
         push(&mut mt, node_element(&r.node, None, Some(&r.parent)));
     }
@@ -94,7 +97,10 @@ fn live_element(n: NodeRef<'_>, schema: &Schema, path: Option<&str>) -> Element 
 /// through an instance at the top of an export).
 fn node_element(d: &DdfNode, name: Option<&str>, path: Option<&str>) -> Element {
     let mut e = el("Node");
-    push(&mut e, text_el("NodeName", name.or(d.name.as_deref()).unwrap_or("")));
+    push(
+        &mut e,
+        text_el("NodeName", name.or(d.name.as_deref()).unwrap_or("")),
+    );
     if let Some(p) = path {
         push(&mut e, text_el("Path", p));
     }

@@ -131,10 +131,7 @@ impl FileStore {
         self.log
             .seek(std::io::SeekFrom::Start(self.log_len))
             .map_err(|e| io(&path, e))?;
-        let written = self
-            .log
-            .write_all(&rec)
-            .and_then(|()| self.log.sync_data());
+        let written = self.log.write_all(&rec).and_then(|()| self.log.sync_data());
         if let Err(e) = written {
             // Whatever part of the record reached the file is cut off again, so that
             // a failed commit cannot surface at the next open.

@@ -1,0 +1,113 @@
+//! Large objects: a value that arrives in chunks, each but the last with MoreData,
+//! the total in the first chunk's Meta Size. Chunks are buffered in the session, not
+//! in the tree, so an object that never completes leaves no trace.
+
+use syncml_core::{Command, Item, Meta, StatusCode};
+
+use super::Session;
+
+/// An object being assembled.
+#[derive(Debug, Clone)]
+pub(crate) struct LargeObject {
+    /// The command name and target LocURI the chunks must keep.
+    pub cmd: String,
+    pub target: String,
+    /// The announced total.
+    pub size: u64,
+    pub buf: Vec<u8>,
+    /// The first chunk's Meta (Format and Type of the whole object).
+    pub meta: Option<Meta>,
+}
+
+/// What an item's data amounts to.
+pub(crate) enum Chunk {
+    /// The whole value, with the Meta that describes it.
+    Complete(Vec<u8>, Option<Meta>),
+    /// A chunk was buffered (213).
+    Buffered,
+    /// The object is refused and dropped.
+    Refused(StatusCode),
+}
+
+/// The Meta in force for an item: its own, else the command's.
+pub(crate) fn item_meta(cmd: &Command, item: &Item) -> Option<Meta> {
+    item.meta
+        .as_deref()
+        .or_else(|| cmd.item_cmd().and_then(|c| c.meta.as_deref()))
+        .cloned()
+}
+
+fn item_bytes(item: &Item) -> Vec<u8> {
+    let mut v = Vec::new();
+    for d in &item.data {
+        if let Some(b) = d.as_bytes() {
+            v.extend_from_slice(b);
+        }
+    }
+    v
+}
+
+fn target(item: &Item) -> &str {
+    item.target
+        .as_ref()
+        .map(|t| t.loc_uri.as_str())
+        .unwrap_or("")
+}
+
+impl Session {
+    /// Whether `cmd` is the next chunk of the object being assembled.
+    pub(crate) fn continues_large_object(&self, cmd: &Command) -> bool {
+        match (&self.large, cmd.items()) {
+            (Some(lo), [item]) => lo.cmd == cmd.name() && lo.target == target(item),
+            _ => false,
+        }
+    }
+
+    /// The data of an Add or Replace item, assembling chunks.
+    pub(crate) fn take_data(&mut self, max_obj_size: u64, cmd: &Command, item: &Item) -> Chunk {
+        let meta = item_meta(cmd, item);
+        let data = item_bytes(item);
+        let announced = meta.as_ref().and_then(|m| m.size);
+        let Some(mut lo) = self.large.take() else {
+            if !item.more_data {
+                if data.len() as u64 > max_obj_size {
+                    return Chunk::Refused(StatusCode::RequestEntityTooLarge);
+                }
+                if announced.is_some_and(|s| s != data.len() as u64) {
+                    return Chunk::Refused(StatusCode::SizeMismatch);
+                }
+                return Chunk::Complete(data, meta);
+            }
+            // The first chunk: it must say how large the whole object is.
+            let Some(size) = announced else {
+                return Chunk::Refused(StatusCode::IncompleteCommand);
+            };
+            if size > max_obj_size {
+                return Chunk::Refused(StatusCode::RequestEntityTooLarge);
+            }
+            if data.len() as u64 > size {
+                return Chunk::Refused(StatusCode::SizeMismatch);
+            }
+            self.large = Some(LargeObject {
+                cmd: cmd.name().to_owned(),
+                target: target(item).to_owned(),
+                size,
+                buf: data,
+                meta,
+            });
+            return Chunk::Buffered;
+        };
+        lo.buf.extend_from_slice(&data);
+        if lo.buf.len() as u64 > lo.size {
+            return Chunk::Refused(StatusCode::SizeMismatch);
+        }
+        if item.more_data {
+            self.large = Some(lo);
+            return Chunk::Buffered;
+        }
+        if lo.buf.len() as u64 != lo.size {
+            return Chunk::Refused(StatusCode::SizeMismatch);
+        }
+        Chunk::Complete(lo.buf, lo.meta)
+    }
+}

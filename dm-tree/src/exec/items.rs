@@ -140,8 +140,9 @@ impl Session {
         rec.props.touch(now);
         put(dm, path, rec)?;
         // A server that adds an interior node under a parent it may not Replace
-        // gets Add, Delete and Replace on the new node (TND 8.3.7.1.3), so that it can
-        // manage what it created; otherwise the new ACL is empty and inherits.
+        // gets Add, Delete and Replace on the new node (TND 8.3.7.1.3), and Get too,
+        // which the spec recommends it set itself, so that it can read what it
+        // created; otherwise the new ACL is empty and inherits.
         let first = &missing[0];
         let owns_parent = dm
             .tree
@@ -149,7 +150,7 @@ impl Session {
             .is_some_and(|a| a.effective_acl().grants(AclCmd::Replace, &self.server_id));
         if !owns_parent && dm.tree.get(first).is_some_and(|n| !n.is_leaf()) {
             let mut acl = Acl::default();
-            for c in [AclCmd::Add, AclCmd::Delete, AclCmd::Replace] {
+            for c in [AclCmd::Add, AclCmd::Delete, AclCmd::Get, AclCmd::Replace] {
                 acl.allow(c, Principal::Server(self.server_id.clone()))
                     .map_err(|_| StatusCode::BadRequest)?;
             }
@@ -361,15 +362,15 @@ impl Session {
             }
             Query::Struct | Query::StructData => {
                 let with_data = uri.query() == Query::StructData;
-                let paths: Vec<String> = node
+                let listed: Vec<(String, Visibility)> = node
                     .descendants()
                     .iter()
-                    .filter(|n| self.visible(dm, **n) != Visibility::Hidden)
-                    .map(|n| n.path().to_owned())
+                    .map(|n| (n.path().to_owned(), self.visible(dm, *n)))
+                    .filter(|(_, v)| *v != Visibility::Hidden)
                     .collect();
-                let mut out = Vec::with_capacity(paths.len());
-                for p in paths {
-                    let (format, type_, data) = if with_data {
+                let mut out = Vec::with_capacity(listed.len());
+                for (p, vis) in listed {
+                    let (format, type_, data) = if with_data && vis == Visibility::Full {
                         self.node_value(dm, &p)
                             .unwrap_or_else(|_| ("chr", String::new(), Data::text("")))
                     } else {

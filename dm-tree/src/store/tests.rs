@@ -652,3 +652,77 @@ fn a_second_open_of_the_same_store_is_refused_until_the_first_is_dropped() {
     let t = reopen_same(t, d.path());
     assert!(t.contains("./B"));
 }
+
+// ----- compaction that fails half-way -----------------------------------------------
+//
+// A directory in the place of a temporary file makes `replace_file` fail for real
+// (even for root), while appends to the open log still work: a disk that has room
+// for a small record but not for a new snapshot behaves the same way.
+
+#[test]
+fn a_compaction_that_fails_after_the_new_snapshot_loses_no_later_commit() {
+    // BUG: store/mod.rs FileStore::compact writes snapshot g+1, then fails at
+    // write_fresh_log and returns with `self.generation` still g and `self.log` still
+    // the log of generation g (snap_len already updated). The next commits are
+    // appended to that log, acknowledged, and dropped at the next open as a stale
+    // log: the snapshot on disk is g+1.
+    let d = TempDir::new("half-compaction");
+    let mut t = open(d.path());
+    t.put("./A", leaf("1")).unwrap();
+    t.commit().unwrap();
+    let obstacle = d.file("tree.log.tmp");
+    std::fs::create_dir(&obstacle).unwrap();
+    assert!(matches!(t.compact(), Err(Error::Io(_))));
+    std::fs::remove_dir(&obstacle).unwrap();
+
+    t.put("./B", leaf("2")).unwrap();
+    t.commit().unwrap();
+    let t = reopen_same(t, d.path());
+    assert!(t.contains("./B"));
+}
+
+#[test]
+fn a_commit_whose_compaction_fails_is_not_written_twice() {
+    // BUG: tree.rs Tree::commit returns at `store.compact(&snapshot)?` after the
+    // record was appended and synced, without clearing the journals: the durable
+    // commit stays pending, so the caller is told it failed (the executor answers 510
+    // "nothing was kept") and the next commit appends the same operations again. A
+    // repeated Remove or Rename no longer replays, and the store opens as Damaged.
+    let d = TempDir::new("failed-auto-compaction");
+    let mut t = open(d.path());
+    t.put("./Small", leaf("s")).unwrap();
+    t.commit().unwrap();
+    let chunk = 512 * 1024;
+    let big = |i: u8| Record::leaf(Format::Bin, vec![i; chunk]);
+    let mut i = 0u8;
+    while file_len(&d.file(LOG)) + chunk as u64 + 1024 <= COMPACT_AT {
+        t.put(&format!("./Big/v{i}"), big(i)).unwrap();
+        t.commit().unwrap();
+        i += 1;
+    }
+    assert_eq!(inspect(d.path()).unwrap().0.generation, 1);
+
+    let obstacle = d.file("tree.snap.tmp");
+    std::fs::create_dir(&obstacle).unwrap();
+    t.put(&format!("./Big/v{i}"), big(i)).unwrap();
+    t.remove("./Small").unwrap();
+    assert!(matches!(t.commit(), Err(Error::Io(_))));
+    let (ins, on_disk) = inspect(d.path()).unwrap();
+    assert_eq!(ins.generation, 1);
+    assert!(
+        memory_copy(&on_disk).same_content(&t),
+        "the tree in memory is not what the store holds"
+    );
+    assert!(
+        !t.has_pending(),
+        "the commit is on disk and still pending: the next commit writes it again"
+    );
+
+    t.put("./After", leaf("x")).unwrap();
+    let _ = t.commit();
+    let expected = t.snapshot_ops();
+    drop(t);
+    std::fs::remove_dir(&obstacle).unwrap();
+    let t = Tree::open(d.path()).unwrap();
+    assert!(t.snapshot_ops() == expected);
+}

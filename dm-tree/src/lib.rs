@@ -1,6 +1,7 @@
 //! The device management tree: nodes and properties, URIs, ACLs, DDF schemas, the
 //! command executor, and crash-safe persistence.
 
+pub mod accounts;
 pub mod acl;
 pub mod ddf;
 pub mod dmtree;
@@ -24,3 +25,8 @@ pub use format::Format;
 pub use node::{Kind, Props, Record};
 pub use tree::{NodeRef, Op, Tree};
 pub use uri::{Prop, Query, Uri, UriLimits};
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -305,6 +305,3 @@ pub fn write_responses(b: &mut MessageBuilder, msg_ref: u32, responses: Vec<Resp
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

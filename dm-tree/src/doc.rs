@@ -73,8 +73,13 @@ pub fn el(name: &str) -> Element {
     Element::new(Namespace::Ddf, name)
 }
 
+/// An element holding `text` (an empty one, `<ACL/>`, for empty text).
 pub fn text_el(name: &str, text: &str) -> Element {
-    Element::with_text(Namespace::Ddf, name, text)
+    if text.is_empty() {
+        el(name)
+    } else {
+        Element::with_text(Namespace::Ddf, name, text)
+    }
 }
 
 /// `<Outer><inner/></Outer>`, as in `<DFFormat><chr/></DFFormat>`.

@@ -430,15 +430,19 @@ impl Tree {
                 self.rollback(Mark { undo: 0, redo: 0 })?;
                 return Err(e);
             }
-            if store.wants_compaction() {
-                let snapshot = self.snapshot_ops();
-                if let Some(store) = &mut self.store {
-                    store.compact(&snapshot)?;
-                }
-            }
         }
+        // The commit is durable: whatever happens to the compaction below, it is
+        // neither pending any more nor to be reported as failed.
         self.redo.clear();
         self.undo.clear();
+        if self.store.as_ref().is_some_and(FileStore::wants_compaction) {
+            let snapshot = self.snapshot_ops();
+            if let Some(store) = &mut self.store {
+                // A failed compaction leaves the store valid (see FileStore::compact)
+                // and is tried again at the next commit.
+                let _ = store.compact(&snapshot);
+            }
+        }
         Ok(())
     }
 

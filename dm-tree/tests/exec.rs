@@ -487,7 +487,7 @@ fn chunk(uri: &str, data: &str, size: Option<u64>, more: bool) -> Command {
 fn large_objects_assemble_and_check_their_size() {
     let mut dm = dm();
     let mut s = Session::new("srv");
-    let mut go =
+    let go =
         |dm: &mut DmTree, s: &mut Session, c: Command| codes(&s.execute(dm, &mut Headless, &c));
     assert_eq!(
         go(&mut dm, &mut s, chunk("./V/lo", "abc", Some(9), true)),

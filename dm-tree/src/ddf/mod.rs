@@ -222,6 +222,11 @@ impl Schema {
             for s in segs {
                 match n.child(s) {
                     Some(c) => n = c,
+                    // An interior node described without any children (Ext, Bearer)
+                    // is open for vendor nodes: below it, ACLs alone govern.
+                    None if n.format == Format::Node && n.children.is_empty() => {
+                        return Lookup::Outside
+                    }
                     None => return Lookup::Undescribed,
                 }
             }
@@ -239,6 +244,8 @@ pub enum Lookup<'a> {
     /// The node's description.
     Node(&'a DdfNode),
     /// Inside a described object, but the DDF has no such node: it cannot exist.
+    /// (Below an interior node described without children, such as `Ext`, the
+    /// answer is `Outside`: that branch is left to the vendor.)
     Undescribed,
 }
 

@@ -126,7 +126,7 @@ impl Session {
             Lookup::Node(d) => Some(d.clone()),
             _ => None,
         };
-        let rec = new_record(ddf.as_ref(), meta.as_ref(), value)?;
+        let rec = new_record(ddf.as_ref(), meta.as_deref(), value)?;
         let now = dm.tree.now();
         for p in &missing[..missing.len() - 1] {
             let mut r = match dm.schema.lookup(p) {
@@ -194,14 +194,14 @@ impl Session {
             Chunk::Complete(v, m) => (v, m),
         };
         // Format: the DDF's if it fixes one, else the one sent, else the node's own.
-        let sent = sent_format(meta.as_ref())?;
+        let sent = sent_format(meta.as_deref())?;
         let format = match &ddf {
             Some(d) => d.format,
             None => sent.unwrap_or(old.props.format),
         };
         let value = convert(format, sent, value)?;
         if let Some(h) = dm.handlers.value_for(&path) {
-            h.replace(&path, &value).map_err(|c| c)?;
+            h.replace(&path, &value)?;
         }
         let mut rec = old;
         rec.kind = Kind::Leaf(value);

@@ -16,13 +16,13 @@ pub(crate) struct LargeObject {
     pub size: u64,
     pub buf: Vec<u8>,
     /// The first chunk's Meta (Format and Type of the whole object).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
 }
 
 /// What an item's data amounts to.
 pub(crate) enum Chunk {
     /// The whole value, with the Meta that describes it.
-    Complete(Vec<u8>, Option<Meta>),
+    Complete(Vec<u8>, Option<Box<Meta>>),
     /// A chunk was buffered (213).
     Buffered,
     /// The object is refused and dropped.
@@ -30,10 +30,10 @@ pub(crate) enum Chunk {
 }
 
 /// The Meta in force for an item: its own, else the command's.
-pub(crate) fn item_meta(cmd: &Command, item: &Item) -> Option<Meta> {
+pub(crate) fn item_meta(cmd: &Command, item: &Item) -> Option<Box<Meta>> {
     item.meta
-        .as_deref()
-        .or_else(|| cmd.item_cmd().and_then(|c| c.meta.as_deref()))
+        .as_ref()
+        .or_else(|| cmd.item_cmd().and_then(|c| c.meta.as_ref()))
         .cloned()
 }
 

@@ -4,16 +4,19 @@
 //!   synced, then renamed over the old one (a rename is atomic), with a CRC-32 over
 //!   the file.
 //! - `tree.log`: the commits since that snapshot. Each commit is one record
-//!   (`marker, length, CRC-32, operations`) written with a single write and synced
-//!   before [`FileStore::append`] returns.
+//!   (`marker, length, CRC-32 of the length, CRC-32 of the operations, operations`)
+//!   written with a single write and synced before [`FileStore::append`] returns.
 //!
 //! Both files carry a generation number. Compaction writes snapshot `g+1` and then a
 //! fresh log `g+1`; a crash between the two leaves a log of generation `g`, whose
 //! commits the new snapshot already holds, so it is ignored. A record cut short at
-//! the end of the log is a commit the crash interrupted: it was never acknowledged,
-//! and is dropped. Anything else that fails its check is damage: opening refuses,
+//! the end of the log (or a tail of zero bytes, a file extended but never written)
+//! is a commit the crash interrupted: it was never acknowledged, and is dropped.
+//! Anything else that fails its check is damage (a log newer than the snapshot, a
+//! missing snapshot beside a log, a bad record that others follow): opening refuses,
 //! names the file and the offset, and writes nothing, so the last good state stays
-//! on disk for an operator to rescue.
+//! on disk for an operator to rescue. Opening itself writes nothing: the dropped tail
+//! is cut off and a stale log replaced at the first commit.
 //!
 //! A lock on `tree.lock` keeps a second process from opening the same store.
 
@@ -36,7 +39,7 @@ const LOG_MAGIC: &[u8; 12] = b"DMTREE-LOG-1";
 const HEADER: usize = 12 + 8;
 /// Starts every log record, so that a zero-filled tail never reads as a record.
 const RECORD_MARKER: u8 = 0xA5;
-const RECORD_HEAD: usize = 1 + 4 + 4;
+const RECORD_HEAD: usize = 1 + 4 + 4 + 4;
 /// The log is folded into a new snapshot past this size (and past the snapshot's).
 const COMPACT_AT: u64 = 4 << 20;
 
@@ -48,6 +51,11 @@ pub struct FileStore {
     generation: u64,
     log_len: u64,
     snap_len: u64,
+    /// An interrupted commit is to be cut off (at `log_len`) before the next append.
+    torn_tail: bool,
+    /// The log must be replaced by an empty one of `generation` before the next
+    /// append (it is stale, or a compaction wrote the snapshot but not the log).
+    fresh_log_due: bool,
     _lock: File,
 }
 
@@ -78,53 +86,76 @@ impl FileStore {
         lock.try_lock()
             .map_err(|_| Error::Locked(dir.display().to_string()))?;
 
-        let snap_path = dir.join(SNAP);
-        if !snap_path.exists() {
+        let log_path = dir.join(LOG);
+        if !dir.join(SNAP).exists() && !log_path.exists() {
             write_snapshot(dir, 1, &[])?;
             write_fresh_log(dir, 1)?;
         }
         let read = read_store(dir)?;
-        let log_path = dir.join(LOG);
-        if read.stale_log {
-            write_fresh_log(dir, read.generation)?;
-        }
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|e| io(&log_path, e))?;
-        let mut log_len = log.metadata().map_err(|e| io(&log_path, e))?.len();
-        if read.torn_tail > 0 {
-            // Drop the interrupted commit so that the next record follows the last
-            // good one.
-            log_len -= read.torn_tail;
-            log.set_len(log_len).map_err(|e| io(&log_path, e))?;
-            log.sync_all().map_err(|e| io(&log_path, e))?;
-        }
+        // A stale log is replaced at the first append; until then the handle is
+        // only a placeholder (the lock file), never written.
+        let (log, log_len) = if read.stale_log {
+            (
+                lock.try_clone().map_err(|e| io(&lock_path, e))?,
+                HEADER as u64,
+            )
+        } else {
+            let log = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&log_path)
+                .map_err(|e| io(&log_path, e))?;
+            let len = log.metadata().map_err(|e| io(&log_path, e))?.len();
+            (log, len - read.torn_tail)
+        };
         let store = FileStore {
             dir: dir.to_owned(),
             log,
             generation: read.generation,
             log_len,
             snap_len: read.snap_len,
+            torn_tail: read.torn_tail > 0,
+            fresh_log_due: read.stale_log,
             _lock: lock,
         };
         Ok((store, read.ops))
     }
 
+    /// Makes the log ready for an append: a fresh one if due, an interrupted tail
+    /// cut off so that the next record follows the last good one.
+    fn prepare_log(&mut self) -> Result<(), Error> {
+        let path = self.dir.join(LOG);
+        if self.fresh_log_due {
+            write_fresh_log(&self.dir, self.generation)?;
+            self.log = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io(&path, e))?;
+            self.log_len = HEADER as u64;
+            self.fresh_log_due = false;
+            self.torn_tail = false;
+        }
+        if self.torn_tail {
+            self.log.set_len(self.log_len).map_err(|e| io(&path, e))?;
+            self.log.sync_all().map_err(|e| io(&path, e))?;
+            self.torn_tail = false;
+        }
+        Ok(())
+    }
+
     /// Appends one commit and syncs it: when this returns Ok, the commit survives a
     /// crash or a power loss.
     pub fn append(&mut self, ops: &[Op]) -> Result<(), Error> {
+        self.prepare_log()?;
         let mut payload = Vec::new();
         encode_ops(ops, &mut payload);
         let len = u32::try_from(payload.len()).map_err(|_| Error::TooLarge)?;
         let mut rec = Vec::with_capacity(RECORD_HEAD + payload.len());
         rec.push(RECORD_MARKER);
         rec.extend_from_slice(&len.to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&len.to_le_bytes());
-        crc.update(&payload);
-        rec.extend_from_slice(&crc.finalize().to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&len.to_le_bytes()).to_le_bytes());
+        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         rec.extend_from_slice(&payload);
         let path = self.dir.join(LOG);
         use std::io::Seek;
@@ -151,16 +182,11 @@ impl FileStore {
     pub fn compact(&mut self, ops: &[Op]) -> Result<(), Error> {
         let g = self.generation + 1;
         self.snap_len = write_snapshot(&self.dir, g, ops)?;
-        write_fresh_log(&self.dir, g)?;
-        let path = self.dir.join(LOG);
-        self.log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
-        self.log_len = HEADER as u64;
+        // From here the snapshot of g+1 is the store: the old log is stale whether
+        // or not the fresh one can be written now (if not, the next append retries).
         self.generation = g;
-        Ok(())
+        self.fresh_log_due = true;
+        self.prepare_log()
     }
 }
 
@@ -206,13 +232,20 @@ fn read_store(dir: &Path) -> Result<ReadStore, Error> {
 
     let log_path = dir.join(LOG);
     let (log_records, torn_tail, stale_log) = match read_optional(&log_path)? {
+        // A missing log is an empty one: compaction replaces it by a rename.
         None => (0, 0, true),
         Some(log) => {
             let damaged = |why: String| Error::Damaged(format!("{}: {why}", log_path.display()));
             if log.len() < HEADER || &log[..12] != LOG_MAGIC {
                 return Err(damaged("not a dm-tree log".into()));
             }
-            if u64_at(&log, 12) != generation {
+            let log_gen = u64_at(&log, 12);
+            if log_gen > generation {
+                return Err(damaged(format!(
+                    "log generation {log_gen} is newer than the snapshot's {generation}"
+                )));
+            }
+            if log_gen < generation {
                 (0, 0, true)
             } else {
                 let (records, torn) = read_records(&log, &mut ops).map_err(damaged)?;
@@ -239,22 +272,25 @@ fn read_records(log: &[u8], ops: &mut Vec<Op>) -> Result<(usize, u64), String> {
     while at < log.len() {
         let rest = &log[at..];
         let torn = (log.len() - at) as u64;
-        if rest.len() < RECORD_HEAD {
+        // A head cut short, or a file extended with zeros that were never written.
+        if rest.len() < RECORD_HEAD || rest.iter().all(|&b| b == 0) {
             return Ok((n, torn));
         }
         if rest[0] != RECORD_MARKER {
             return Err(format!("no record marker at byte {at}"));
         }
         let len_bytes = [rest[1], rest[2], rest[3], rest[4]];
+        // The length has its own checksum, so that a damaged length is never taken
+        // for a record the crash cut short.
+        if crc32fast::hash(&len_bytes).to_le_bytes() != rest[5..9] {
+            return Err(format!("damaged record length at byte {at}"));
+        }
         let len = u32::from_le_bytes(len_bytes) as usize;
         let Some(payload) = rest.get(RECORD_HEAD..RECORD_HEAD + len) else {
             // The length reaches past the end: the write was cut short.
             return Ok((n, torn));
         };
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&len_bytes);
-        crc.update(payload);
-        if crc.finalize().to_le_bytes() != rest[5..9] {
+        if crc32fast::hash(payload).to_le_bytes() != rest[9..13] {
             if at + RECORD_HEAD + len == log.len() {
                 return Ok((n, torn));
             }

@@ -64,19 +64,19 @@ impl DmTree {
         extra_ddfs: &[PathBuf],
         devinfo: &[(String, String)],
     ) -> Result<DmTree, Error> {
-        if dir.join("tree.snap").exists() {
+        if dir.join("tree.snap").exists() || dir.join("tree.log").exists() {
             return Err(Error::AlreadyExists(dir.display().to_string()));
         }
-        let ddf_dir = dir.join("ddf");
-        std::fs::create_dir_all(&ddf_dir)
-            .map_err(|e| Error::Io(format!("{}: {e}", ddf_dir.display())))?;
+        // Everything is checked in memory first, so that a refused init leaves no
+        // tree behind.
+        let mut schema = objects::shipped_schema()?;
         let mut docs: Vec<(String, Vec<u8>)> = objects::SHIPPED_DDFS
             .iter()
             .map(|(n, b)| (format!("{n}.xml"), b.to_vec()))
             .collect();
         for (i, p) in extra_ddfs.iter().enumerate() {
             let bytes = std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
-            parse_ddf(&bytes).map_err(|e| Error::Ddf(format!("{}: {e}", p.display())))?;
+            schema.add(parse_ddf(&bytes).map_err(|e| Error::Ddf(format!("{}: {e}", p.display())))?);
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -85,6 +85,11 @@ impl DmTree {
             // vendor document can replace a shipped description.
             docs.push((format!("zz{i:02}-{name}"), bytes));
         }
+        let mut probe = DmTree::bare(Tree::new(), schema, None);
+        objects::create_standard(&mut probe, devinfo)?;
+        let ddf_dir = dir.join("ddf");
+        std::fs::create_dir_all(&ddf_dir)
+            .map_err(|e| Error::Io(format!("{}: {e}", ddf_dir.display())))?;
         for (name, bytes) in &docs {
             let p = ddf_dir.join(name);
             std::fs::write(&p, bytes).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;

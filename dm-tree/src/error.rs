@@ -32,6 +32,9 @@ pub enum Error {
     TooLarge,
     #[error("DDF: {0}")]
     Ddf(String),
+    /// A state directory without a tree (the tool's hint says how to make one).
+    #[error("no tree in {0}: create one with `dm-tree --state {0} init`")]
+    NoTree(String),
 }
 
 impl Error {
@@ -46,7 +49,9 @@ impl Error {
             }
             Error::BadName(_) => StatusCode::BadRequest,
             Error::TooLarge => StatusCode::DeviceFull,
-            Error::Damaged(_) | Error::Io(_) | Error::Locked(_) => StatusCode::DataStoreFailure,
+            Error::Damaged(_) | Error::Io(_) | Error::Locked(_) | Error::NoTree(_) => {
+                StatusCode::DataStoreFailure
+            }
             Error::Ddf(_) => StatusCode::CommandFailed,
         }
     }

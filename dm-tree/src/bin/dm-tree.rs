@@ -76,7 +76,8 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Check the store: exit 0 if it is consistent, 1 with one line per problem.
+    /// Check the store: exit 0 if it is consistent, 1 with one line per problem in
+    /// the tree, 2 if the store itself is damaged (its files fail their checks).
     Verify,
 }
 
@@ -176,6 +177,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             emit(&out, output)?;
         }
         Cmd::Verify => {
+            if !cli.state.join("tree.snap").exists() && !cli.state.join("tree.log").exists() {
+                return Err(Error::NoTree(cli.state.display().to_string()));
+            }
             let v = dm_tree::dmtree::verify(&cli.state)?;
             for p in &v.problems {
                 println!("problem: {p}");
@@ -210,11 +214,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 fn open(dir: &std::path::Path) -> Result<DmTree, Error> {
     if !dir.join("tree.snap").exists() {
-        return Err(Error::NotFound(format!(
-            "no tree in {} (create one with `dm-tree --state {} init`)",
-            dir.display(),
-            dir.display()
-        )));
+        return Err(Error::NoTree(dir.display().to_string()));
     }
     DmTree::open(dir)
 }

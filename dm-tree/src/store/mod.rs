@@ -67,7 +67,8 @@ pub struct Inspection {
     pub snapshot_ops: usize,
     /// Committed records in the log.
     pub log_records: usize,
-    /// Bytes of an interrupted commit at the end of the log (dropped at open).
+    /// Bytes of an interrupted commit at the end of the log (ignored at open, cut
+    /// off by the next commit).
     pub torn_tail: u64,
 }
 

@@ -120,3 +120,120 @@ fn value_text(format: Format, v: &[u8]) -> String {
         (_, Ok(s)) => s.to_owned(),
     }
 }
+
+/// A node read from a TNDS document, ready to be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedNode {
+    /// The canonical path of the node.
+    pub path: String,
+    pub rec: crate::node::Record,
+}
+
+/// Reads the nodes of a TNDS document, parents first. Top-level nodes go under
+/// their `Path` if they give one, else under `parent`. Values are checked against
+/// their Format (`bin` values are base64 text in TNDS, as [`tnds_document`] writes
+/// them).
+pub fn parse_tnds(root: &Element, parent: &str) -> Result<Vec<ImportedNode>, crate::Error> {
+    use crate::doc::{child_text, elements};
+    use crate::error::Error;
+    if root.name != "MgmtTree" {
+        return Err(Error::Ddf(format!(
+            "TNDS root is {}, not MgmtTree",
+            root.name
+        )));
+    }
+    let mut out = Vec::new();
+    for n in elements(root).filter(|e| e.name == "Node") {
+        let under = match child_text(n, "Path") {
+            Some(p) if !p.is_empty() => crate::uri::Uri::path(&p)?.to_string(),
+            _ => parent.to_owned(),
+        };
+        import_node(n, &under, 0, &mut out)?;
+    }
+    if out.is_empty() {
+        return Err(Error::Ddf("a TNDS document without any Node".into()));
+    }
+    Ok(out)
+}
+
+/// Deeper than this is refused (the document reader has its own, wider, limit).
+const MAX_TNDS_DEPTH: usize = 48;
+
+fn import_node(
+    e: &Element,
+    parent: &str,
+    depth: usize,
+    out: &mut Vec<ImportedNode>,
+) -> Result<(), crate::Error> {
+    use crate::doc::{child_text, elements};
+    use crate::error::Error;
+    use crate::node::{Kind, Record};
+    if depth > MAX_TNDS_DEPTH {
+        return Err(Error::Ddf("TNDS nodes nested too deep".into()));
+    }
+    let name = child_text(e, "NodeName").unwrap_or_default();
+    if !crate::uri::valid_name(&name) {
+        return Err(Error::BadName(name));
+    }
+    let path = crate::uri::child_path(parent, &name);
+    let rt = e.child("RTProperties");
+    let prop = |n: &str| rt.and_then(|r| child_text(r, n));
+    let value = e.child("Value").map(|v| v.text());
+    let children: Vec<&Element> = elements(e).filter(|c| c.name == "Node").collect();
+    let format = match rt
+        .and_then(|r| r.child("Format"))
+        .and_then(|f| elements(f).next())
+    {
+        Some(f) => Format::from_name(&f.name)
+            .ok_or_else(|| Error::Ddf(format!("{path}: unknown Format {}", f.name)))?,
+        None if value.is_some() => Format::Chr,
+        None => Format::Node,
+    };
+    let mut rec = if format == Format::Node {
+        if value.is_some() {
+            return Err(Error::Ddf(format!("{path}: an interior node with a Value")));
+        }
+        Record::interior()
+    } else {
+        if !children.is_empty() {
+            return Err(Error::Ddf(format!("{path}: a leaf with child nodes")));
+        }
+        let text = value.unwrap_or_default();
+        let bytes = if format == Format::Bin {
+            let clean: String = text.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(clean)
+                .map_err(|_| Error::Ddf(format!("{path}: bin Value is not base64")))?
+        } else {
+            text.into_bytes()
+        };
+        format
+            .validate(&bytes)
+            .map_err(|err| Error::Ddf(format!("{path}: {err}")))?;
+        Record {
+            kind: Kind::Leaf(format.normalize(&bytes)),
+            props: crate::node::Props::new(format),
+        }
+    };
+    if let Some(t) = rt
+        .and_then(|r| r.child("Type"))
+        .and_then(|t| elements(t).next())
+    {
+        rec.props.type_ = t.text().trim().to_owned();
+    }
+    if let Some(acl) = prop("ACL") {
+        rec.props.acl = crate::acl::Acl::parse(&acl)
+            .map_err(|err| Error::Ddf(format!("{path}: ACL: {err}")))?;
+    }
+    if let Some(t) = prop("Title") {
+        rec.props.title = t;
+    }
+    out.push(ImportedNode {
+        path: path.clone(),
+        rec,
+    });
+    for c in children {
+        import_node(c, &path, depth + 1, out)?;
+    }
+    Ok(())
+}

@@ -788,3 +788,111 @@ fn apply_message_commits_and_survives_reopen() {
     assert_eq!(value(&dm, "./DevInfo/Man").as_deref(), Some(&b"Acme"[..]));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn tnds_add(target: &str, data: Data, wbxml: bool) -> Command {
+    let mut it = Item::target(target);
+    let t = if wbxml {
+        "application/vnd.syncml.dmtnds+wbxml"
+    } else {
+        "application/vnd.syncml.dmtnds+xml"
+    };
+    it.meta = Some(Box::new(Meta::format_type(Some("xml"), Some(t))));
+    it.data.push(data);
+    cmd(Command::Add, vec![it])
+}
+
+/// The TNDS element a Get with `?list=TNDS+...` returns.
+fn tnds_of(dm: &mut DmTree, uri: &str) -> syncml_core::Element {
+    let rs = Session::new("srv").execute(dm, &mut Headless, &get(uri));
+    let Data::Nodes(nodes) = &rs[0].results[0].data[0] else {
+        panic!("TNDS travels as elements")
+    };
+    let syncml_core::Node::Element(mt) = &nodes[0] else {
+        panic!()
+    };
+    mt.clone()
+}
+
+#[test]
+fn add_of_a_tnds_subtree_in_every_form() {
+    let mut a = open_dm();
+    run(&mut a, &add("./DMAcc/acc", "node", ""));
+    run(&mut a, &add("./DMAcc/acc/ServerID", "chr", "srv"));
+    run(
+        &mut a,
+        &add("./DMAcc/acc/AppAddr/1/Addr", "chr", "https://dm.test/"),
+    );
+    let mt = tnds_of(&mut a, "./DMAcc/acc?list=TNDS+Value+Format+Type");
+    let xml = dm_tree::doc::write_xml(&mt).unwrap();
+    let wbxml = dm_tree::doc::write_wbxml(&mt).unwrap();
+    let forms = [
+        (
+            Data::Nodes(vec![syncml_core::Node::Element(mt.clone())]),
+            false,
+        ),
+        (Data::Text(String::from_utf8(xml).unwrap()), false),
+        (Data::Opaque(wbxml), true),
+    ];
+    for (data, is_wbxml) in forms {
+        let mut b = open_dm();
+        assert_eq!(run(&mut b, &tnds_add("./DMAcc", data, is_wbxml)), [200]);
+        assert_eq!(
+            value(&b, "./DMAcc/acc/ServerID").as_deref(),
+            Some(&b"srv"[..])
+        );
+        assert_eq!(
+            value(&b, "./DMAcc/acc/AppAddr/1/Addr").as_deref(),
+            Some(&b"https://dm.test/"[..])
+        );
+        let again = tnds_add(
+            "./DMAcc",
+            Data::Nodes(vec![syncml_core::Node::Element(mt.clone())]),
+            false,
+        );
+        assert_eq!(run(&mut b, &again), [418], "the account exists now");
+    }
+}
+
+#[test]
+fn a_refused_node_in_a_tnds_add_rolls_back_the_whole_subtree() {
+    let mut a = dm();
+    run(&mut a, &add("./Vendor/x/ok", "chr", "1"));
+    let mut mt = tnds_of(&mut a, "./Vendor/x?list=TNDS+Value+Format");
+    // Without a Path, top-level nodes go under the Add's target.
+    for n in &mut mt.children {
+        if let syncml_core::Node::Element(e) = n {
+            e.children
+                .retain(|c| !matches!(c, syncml_core::Node::Element(x) if x.name == "Path"));
+        }
+    }
+    let mut b = open_dm();
+    let before = b.tree.snapshot_ops();
+    // Inside a described object, the undescribed node `ok` is refused.
+    assert_eq!(
+        run(
+            &mut b,
+            &tnds_add(
+                "./DMAcc/acc",
+                Data::Nodes(vec![syncml_core::Node::Element(mt.clone())]),
+                false
+            )
+        ),
+        [405]
+    );
+    assert_eq!(b.tree.snapshot_ops(), before);
+    // Where no DDF rules, it goes in, with the target created.
+    assert_eq!(
+        run(
+            &mut b,
+            &tnds_add(
+                "./Other",
+                Data::Nodes(vec![syncml_core::Node::Element(mt)]),
+                false
+            )
+        ),
+        [200]
+    );
+    assert_eq!(value(&b, "./Other/x/ok").as_deref(), Some(&b"1"[..]));
+    let bad = Data::Text("<MgmtTree><Node><NodeName>a/b</NodeName></Node></MgmtTree>".into());
+    assert_eq!(run(&mut b, &tnds_add("./Other", bad, false)), [400]);
+}

@@ -3,16 +3,17 @@
 use base64::Engine;
 use syncml_core::{Command, Data, Item, Location, Meta, StatusCode};
 
-use super::large::Chunk;
+use super::large::{item_meta, Chunk};
 use super::{Response, Session};
 use crate::acl::{Acl, AclCmd, Principal};
 use crate::ddf::{AccessOp, DdfNode, Lookup};
 use crate::dmtree::DmTree;
+use crate::doc::read_root;
 use crate::format::Format;
 use crate::handlers::ExecRequest;
 use crate::node::{iso8601_basic, Kind, Record};
 use crate::objects::record_for;
-use crate::tnds::{tnds_document, Visibility, TNDS_XML};
+use crate::tnds::{parse_tnds, tnds_document, Visibility, TNDS_WBXML, TNDS_XML};
 use crate::tree::{NodeRef, Op};
 use crate::uri::{child_path, parent_path, Prop, Query, Uri};
 
@@ -84,6 +85,14 @@ impl Session {
             return Err(StatusCode::CommandNotAllowed);
         }
         let path = uri.as_str();
+        let meta = item_meta(cmd, item);
+        if meta
+            .as_ref()
+            .and_then(|m| m.type_.as_deref())
+            .is_some_and(|t| t.trim() == TNDS_XML || t.trim() == TNDS_WBXML)
+        {
+            return self.add_tnds(dm, path, item);
+        }
         if dm.tree.contains(path) {
             return Err(StatusCode::AlreadyExists);
         }
@@ -143,24 +152,110 @@ impl Session {
         // gets Add, Delete and Replace on the new node (TND 8.3.7.1.3), and Get too,
         // which the spec recommends it set itself, so that it can read what it
         // created; otherwise the new ACL is empty and inherits.
-        let first = &missing[0];
-        let owns_parent = dm
-            .tree
-            .get(anc)
-            .is_some_and(|a| a.effective_acl().grants(AclCmd::Replace, &self.server_id));
-        if !owns_parent && dm.tree.get(first).is_some_and(|n| !n.is_leaf()) {
-            let mut acl = Acl::default();
-            for c in [AclCmd::Add, AclCmd::Delete, AclCmd::Get, AclCmd::Replace] {
-                acl.allow(c, Principal::Server(self.server_id.clone()))
-                    .map_err(|_| StatusCode::BadRequest)?;
-            }
-            let rec = dm.tree.get(first).map(|n| n.record().clone().with_acl(acl));
-            if let Some(rec) = rec {
-                put(dm, first, rec)?;
-            }
-        }
+        self.own_if_needed(dm, anc, &missing[0])?;
         touch(dm, anc)?;
         done()
+    }
+
+    /// A server that adds an interior node under a parent it may not Replace gets
+    /// Add, Delete and Replace on the new node (TND 8.3.7.1.3), and Get too, which
+    /// the spec recommends it set itself, so that it can read what it created;
+    /// otherwise the new node's ACL stays empty and inherits.
+    fn own_if_needed(&self, dm: &mut DmTree, parent: &str, new: &str) -> Result<(), StatusCode> {
+        let owns_parent = dm
+            .tree
+            .get(parent)
+            .is_some_and(|a| a.effective_acl().grants(AclCmd::Replace, &self.server_id));
+        let node = match dm.tree.get(new) {
+            Some(n) if !owns_parent && !n.is_leaf() && n.record().props.acl.is_empty() => n,
+            _ => return Ok(()),
+        };
+        let mut acl = Acl::default();
+        for c in [AclCmd::Add, AclCmd::Delete, AclCmd::Get, AclCmd::Replace] {
+            acl.allow(c, Principal::Server(self.server_id.clone()))
+                .map_err(|_| StatusCode::BadRequest)?;
+        }
+        let rec = node.record().clone().with_acl(acl);
+        put(dm, new, rec)
+    }
+
+    /// Add of a whole subtree as a TNDS document (XML element content, XML text, or
+    /// WBXML opaque data) under the target, which is created if missing. All or
+    /// nothing: any node refused rolls back the others.
+    fn add_tnds(&mut self, dm: &mut DmTree, target: &str, item: &Item) -> Outcome {
+        let root = match item.data.first() {
+            Some(Data::Nodes(nodes)) => nodes
+                .iter()
+                .find_map(|n| match n {
+                    syncml_core::Node::Element(e) => Some(e.clone()),
+                    _ => None,
+                })
+                .ok_or(StatusCode::BadRequest)?,
+            Some(d) => {
+                let bytes = d.as_bytes().ok_or(StatusCode::BadRequest)?;
+                read_root(bytes).map_err(|_| StatusCode::BadRequest)?
+            }
+            None => return Err(StatusCode::IncompleteCommand),
+        };
+        let nodes = parse_tnds(&root, target).map_err(|_| StatusCode::BadRequest)?;
+        let mark = dm.tree.mark();
+        let created = |dm: &mut DmTree| -> Result<(), StatusCode> {
+            if !dm.tree.contains(target) {
+                self.create_checked(dm, target, Record::interior(), true)?;
+            }
+            for n in &nodes {
+                let top = parent_path(&n.path).is_some_and(|p| !nodes.iter().any(|o| o.path == p));
+                self.create_checked(dm, &n.path, n.rec.clone(), top)?;
+            }
+            Ok(())
+        };
+        match created(dm) {
+            Ok(()) => done(),
+            Err(code) => {
+                dm.tree.rollback(mark).map_err(|e| e.status())?;
+                Err(code)
+            }
+        }
+    }
+
+    /// Creates one node under an existing parent with the checks of Add: 418, 405
+    /// under a leaf, 425, and the DDF's (an undescribed node, the format, the
+    /// occurrence; AccessType only for a node added explicitly, `top`).
+    fn create_checked(
+        &self,
+        dm: &mut DmTree,
+        path: &str,
+        mut rec: Record,
+        top: bool,
+    ) -> Result<(), StatusCode> {
+        if dm.tree.contains(path) {
+            return Err(StatusCode::AlreadyExists);
+        }
+        let parent_p = parent_path(path).ok_or(StatusCode::CommandNotAllowed)?;
+        let parent = dm.tree.get(parent_p).ok_or(StatusCode::NotFound)?;
+        if parent.is_leaf() {
+            return Err(StatusCode::CommandNotAllowed);
+        }
+        self.may(parent, AclCmd::Add)?;
+        match dm.schema.lookup(path) {
+            Lookup::Undescribed => return Err(StatusCode::CommandNotAllowed),
+            Lookup::Node(d) => {
+                if top && !d.access.allows(AccessOp::Add) {
+                    return Err(StatusCode::CommandNotAllowed);
+                }
+                if d.format != rec.props.format {
+                    return Err(StatusCode::UnsupportedMediaType);
+                }
+                check_occurrence(dm, path, d)?;
+            }
+            Lookup::Outside => {}
+        }
+        rec.props.touch(dm.tree.now());
+        put(dm, path, rec)?;
+        if top {
+            self.own_if_needed(dm, parent_p, path)?;
+        }
+        touch(dm, parent_p)
     }
 
     // ----- Replace --------------------------------------------------------------

@@ -58,10 +58,6 @@ impl AclCmd {
     pub fn from_name(s: &str) -> Option<AclCmd> {
         AclCmd::ALL.into_iter().find(|c| c.name() == s)
     }
-
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl fmt::Display for AclCmd {
@@ -112,8 +108,10 @@ pub enum AclError {
 /// insertion order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Acl {
-    /// Principals per command, indexed by [`AclCmd::index`]; empty means not named.
-    grants: [Vec<Principal>; 5],
+    /// The grants, sorted by command (stable: principals of one command in insertion
+    /// order). One vector rather than one per command keeps the ACL of the many nodes
+    /// that set none to an empty vector, 24 bytes.
+    grants: Vec<(AclCmd, Principal)>,
 }
 
 impl Acl {
@@ -136,7 +134,7 @@ impl Acl {
                 AclCmd::from_name(name).ok_or_else(|| AclError::UnknownCommand(name.to_owned()))?;
             // Every parsed entry adds at least one principal, so a non-empty list means
             // the command was already given.
-            if !acl.grants[cmd.index()].is_empty() {
+            if acl.names(cmd) {
                 return Err(AclError::DuplicateCommand(cmd));
             }
             for id in ids.split('+') {
@@ -154,21 +152,24 @@ impl Acl {
     /// An empty ACL means "inherit from the parent" (TND 8.3.7.1.1); only the root must
     /// never be empty.
     pub fn is_empty(&self) -> bool {
-        self.grants.iter().all(Vec::is_empty)
+        self.grants.is_empty()
     }
 
     /// Whether the ACL grants `cmd` to anyone (for describing a node's access).
     pub fn names(&self, cmd: AclCmd) -> bool {
-        !self.grants[cmd.index()].is_empty()
+        self.grants.iter().any(|(c, _)| *c == cmd)
     }
 
     /// Whether `server_id` may run `cmd` under this ACL alone. A command the ACL does not
     /// name is denied: inheritance is not per command, it applies only when the whole ACL
     /// is empty, and resolving it is the tree's job (an empty ACL grants nothing here).
     pub fn grants(&self, cmd: AclCmd, server_id: &str) -> bool {
-        self.grants[cmd.index()].iter().any(|p| match p {
-            Principal::Any => true,
-            Principal::Server(id) => id == server_id,
+        self.grants.iter().any(|(c, p)| {
+            *c == cmd
+                && match p {
+                    Principal::Any => true,
+                    Principal::Server(id) => id == server_id,
+                }
         })
     }
 
@@ -178,9 +179,9 @@ impl Acl {
         if let Principal::Server(id) = &p {
             check_server_id(cmd, id)?;
         }
-        let list = &mut self.grants[cmd.index()];
-        if !list.contains(&p) {
-            list.push(p);
+        if !self.grants.iter().any(|(c, q)| *c == cmd && *q == p) {
+            let at = self.grants.partition_point(|(c, _)| *c <= cmd);
+            self.grants.insert(at, (cmd, p));
         }
         Ok(())
     }
@@ -190,7 +191,7 @@ impl Acl {
     /// and by tests and tools.
     pub fn servers(&self) -> impl Iterator<Item = &str> + '_ {
         let mut seen: Vec<&str> = Vec::new();
-        for p in self.grants.iter().flatten() {
+        for (_, p) in &self.grants {
             if let Principal::Server(id) = p {
                 if !seen.contains(&id.as_str()) {
                     seen.push(id);
@@ -204,8 +205,8 @@ impl Acl {
     /// always extend the tree.
     pub fn root_default() -> Acl {
         let mut acl = Acl::default();
-        acl.grants[AclCmd::Add.index()].push(Principal::Any);
-        acl.grants[AclCmd::Get.index()].push(Principal::Any);
+        acl.grants.push((AclCmd::Add, Principal::Any));
+        acl.grants.push((AclCmd::Get, Principal::Any));
         acl
     }
 }
@@ -227,22 +228,15 @@ fn check_server_id(cmd: AclCmd, id: &str) -> Result<(), AclError> {
 
 impl fmt::Display for Acl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first_entry = true;
-        for (cmd, principals) in AclCmd::ALL.iter().zip(&self.grants) {
-            if principals.is_empty() {
-                continue;
+        let mut last: Option<AclCmd> = None;
+        for (cmd, p) in &self.grants {
+            match last {
+                Some(l) if l == *cmd => f.write_str("+")?,
+                Some(_) => write!(f, "&{cmd}=")?,
+                None => write!(f, "{cmd}=")?,
             }
-            if !first_entry {
-                f.write_str("&")?;
-            }
-            first_entry = false;
-            write!(f, "{cmd}=")?;
-            for (i, p) in principals.iter().enumerate() {
-                if i > 0 {
-                    f.write_str("+")?;
-                }
-                write!(f, "{p}")?;
-            }
+            last = Some(*cmd);
+            write!(f, "{p}")?;
         }
         Ok(())
     }

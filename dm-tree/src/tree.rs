@@ -186,8 +186,10 @@ impl Tree {
     /// A tree in memory rebuilt from stored operations (a snapshot, then commits).
     pub fn from_ops(ops: &[Op]) -> Result<Tree, Error> {
         let mut t = Tree::new();
+        t.slots.reserve(ops.len());
+        t.index.reserve(ops.len());
         for op in ops {
-            t.apply_raw(op)
+            t.apply_op(op, false)
                 .map_err(|e| Error::Damaged(format!("replaying the store: {e}")))?;
         }
         Ok(t)
@@ -270,8 +272,17 @@ impl Tree {
         self.index.insert(path.into(), id);
         if let Some(p) = parent {
             let name = last_segment(path);
-            let pos = self.child_position(p, name).unwrap_or_else(|e| e);
-            self.slot_mut(p).children.insert(pos, id);
+            // Snapshots and most Adds come in name order: try the end first.
+            let after_last = match self.node(p).slot.children.last() {
+                Some(&l) => self.name_of(l) < name,
+                None => true,
+            };
+            if after_last {
+                self.slot_mut(p).children.push(id);
+            } else {
+                let pos = self.child_position(p, name).unwrap_or_else(|e| e);
+                self.slot_mut(p).children.insert(pos, id);
+            }
         }
         id
     }
@@ -287,10 +298,19 @@ impl Tree {
     /// Applies one operation without journalling; returns its inverse, in the order
     /// the undo journal pops it.
     fn apply_raw(&mut self, op: &Op) -> Result<Vec<Op>, Error> {
+        self.apply_op(op, true)
+    }
+
+    /// Applies one operation; computes its inverse only when asked (a replay does
+    /// not need one).
+    fn apply_op(&mut self, op: &Op, want_inverse: bool) -> Result<Vec<Op>, Error> {
         match op {
             Op::Put { path, rec } => {
                 if let Some(&id) = self.index.get(path.as_str()) {
                     let old = std::mem::replace(&mut self.slot_mut(id).rec, rec.clone());
+                    if !want_inverse {
+                        return Ok(Vec::new());
+                    }
                     return Ok(vec![Op::Put {
                         path: path.clone(),
                         rec: old,
@@ -308,6 +328,9 @@ impl Tree {
                     return Err(Error::BadName(path.clone()));
                 }
                 self.insert_slot(path, Some(pid), rec.clone());
+                if !want_inverse {
+                    return Ok(Vec::new());
+                }
                 Ok(vec![Op::Remove { path: path.clone() }])
             }
             Op::Remove { path } => {
@@ -325,6 +348,7 @@ impl Tree {
                 let inverse: Vec<Op> = gone
                     .iter()
                     .rev()
+                    .filter(|_| want_inverse)
                     .map(|&g| {
                         let s = self.node(g).slot;
                         Op::Put {
@@ -406,7 +430,7 @@ impl Tree {
     pub fn rollback(&mut self, mark: Mark) -> Result<(), Error> {
         while self.undo.len() > mark.undo {
             let Some(op) = self.undo.pop() else { break };
-            self.apply_raw(&op)?;
+            self.apply_op(&op, false)?;
         }
         self.redo.truncate(mark.redo);
         Ok(())
@@ -432,9 +456,10 @@ impl Tree {
             }
         }
         // The commit is durable: whatever happens to the compaction below, it is
-        // neither pending any more nor to be reported as failed.
-        self.redo.clear();
-        self.undo.clear();
+        // neither pending any more nor to be reported as failed. Fresh journals, not
+        // cleared ones: a large commit would otherwise keep its capacity for good.
+        self.redo = Vec::new();
+        self.undo = Vec::new();
         if self.store.as_ref().is_some_and(FileStore::wants_compaction) {
             let snapshot = self.snapshot_ops();
             if let Some(store) = &mut self.store {

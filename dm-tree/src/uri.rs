@@ -5,6 +5,7 @@
 //! Paths are kept in one canonical form, `.` for the root and `./A/B` below it,
 //! whichever of `A/B` and `./A/B` the server sent.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use syncml_core::StatusCode as Status;
@@ -157,20 +158,21 @@ pub enum Query {
     Tnds(TndsFields),
 }
 
-/// A parsed, validated URI.
+/// A parsed, validated URI. It borrows the text it was parsed from when that is
+/// already canonical (`./A/B`, with or without a query), which is what servers send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uri {
-    path: String,
+pub struct Uri<'a> {
+    path: Cow<'a, str>,
     query: Query,
 }
 
-impl Uri {
+impl<'a> Uri<'a> {
     /// Parses and validates a URI against the device's limits.
     ///
     /// Errors: 400 for a malformed URI (empty segment, `..`, `.` inside, a trailing
     /// `/`, an unknown query), 414 for a URI over a limit, 406 for an unknown property
     /// or TNDS field.
-    pub fn parse(s: &str, limits: &UriLimits) -> Result<Uri, UriError> {
+    pub fn parse(s: &'a str, limits: &UriLimits) -> Result<Uri<'a>, UriError> {
         let (path, query) = match s.split_once('?') {
             Some((p, q)) => (p, parse_query(q)?),
             None => (s, Query::None),
@@ -182,7 +184,7 @@ impl Uri {
     }
 
     /// A path without a query (for URIs built by the device itself).
-    pub fn path(s: &str) -> Result<Uri, UriError> {
+    pub fn path(s: &'a str) -> Result<Uri<'a>, UriError> {
         Ok(Uri {
             path: canonical_path(s, &UriLimits::NONE)?,
             query: Query::None,
@@ -199,7 +201,7 @@ impl Uri {
     }
 
     /// The same path without a query.
-    pub fn without_query(&self) -> Uri {
+    pub fn without_query(&self) -> Uri<'a> {
         Uri {
             path: self.path.clone(),
             query: Query::None,
@@ -221,7 +223,7 @@ impl Uri {
     }
 }
 
-impl fmt::Display for Uri {
+impl fmt::Display for Uri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.path)
     }
@@ -251,9 +253,9 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '?'])
 }
 
-fn canonical_path(s: &str, limits: &UriLimits) -> Result<String, UriError> {
+fn canonical_path<'a>(s: &'a str, limits: &UriLimits) -> Result<Cow<'a, str>, UriError> {
     if s == "." {
-        return Ok(".".to_owned());
+        return Ok(Cow::Borrowed(s));
     }
     let rest = s.strip_prefix("./").unwrap_or(s);
     if rest.is_empty() {
@@ -262,28 +264,40 @@ fn canonical_path(s: &str, limits: &UriLimits) -> Result<String, UriError> {
     if UriLimits::exceeded(limits.max_tot_len, rest.len() + 2) {
         return Err(UriError::TooLong("MaxTotLen"));
     }
-    let mut depth = 0;
-    for seg in rest.split('/') {
+    // One pass over the bytes: every URI a server sends goes through here.
+    let b = rest.as_bytes();
+    let (mut depth, mut start) = (0, 0);
+    for end in b
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &c)| (c == b'/').then_some(i))
+        .chain([b.len()])
+    {
+        match &b[start..end] {
+            [] => {
+                return Err(UriError::Malformed(
+                    "an empty segment (`//` or a trailing `/`)",
+                ))
+            }
+            [b'.'] | [b'.', b'.'] => return Err(UriError::Malformed("`.` or `..` inside a URI")),
+            seg if UriLimits::exceeded(limits.max_seg_len, seg.len()) => {
+                return Err(UriError::TooLong("MaxSegLen"))
+            }
+            _ => {}
+        }
         depth += 1;
-        if seg.is_empty() {
-            return Err(UriError::Malformed(
-                "an empty segment (`//` or a trailing `/`)",
-            ));
-        }
-        if seg == "." || seg == ".." {
-            return Err(UriError::Malformed("`.` or `..` inside a URI"));
-        }
-        if UriLimits::exceeded(limits.max_seg_len, seg.len()) {
-            return Err(UriError::TooLong("MaxSegLen"));
-        }
+        start = end + 1;
     }
     if UriLimits::exceeded(limits.max_depth, depth) {
         return Err(UriError::TooLong("MaxDepth"));
     }
+    if rest.len() < s.len() {
+        return Ok(Cow::Borrowed(s));
+    }
     let mut p = String::with_capacity(rest.len() + 2);
     p.push_str("./");
     p.push_str(rest);
-    Ok(p)
+    Ok(Cow::Owned(p))
 }
 
 fn parse_query(q: &str) -> Result<Query, UriError> {
@@ -340,7 +354,7 @@ impl UriError {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Uri, UriError> {
+    fn parse(s: &str) -> Result<Uri<'_>, UriError> {
         Uri::parse(s, &UriLimits::default())
     }
 

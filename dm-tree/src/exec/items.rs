@@ -63,11 +63,6 @@ impl Session {
             .collect()
     }
 
-    fn parse(&self, dm: &DmTree, loc: Option<&Location>) -> Result<Uri, StatusCode> {
-        let loc = loc.ok_or(StatusCode::IncompleteCommand)?;
-        Uri::parse(&loc.loc_uri, &dm.uri_limits).map_err(|e| e.status())
-    }
-
     fn may(&self, node: NodeRef<'_>, cmd: AclCmd) -> Result<(), StatusCode> {
         if node.effective_acl().grants(cmd, &self.server_id) {
             Ok(())
@@ -79,7 +74,7 @@ impl Session {
     // ----- Add ------------------------------------------------------------------
 
     fn add(&mut self, dm: &mut DmTree, cmd: &Command, item: &Item) -> Outcome {
-        let uri = self.parse(dm, item.target.as_ref())?;
+        let uri = parse(dm, item.target.as_ref())?;
         if uri.query() != Query::None || uri.is_root() {
             // Properties are created with their node, never added.
             return Err(StatusCode::CommandNotAllowed);
@@ -261,7 +256,7 @@ impl Session {
     // ----- Replace --------------------------------------------------------------
 
     fn replace(&mut self, dm: &mut DmTree, cmd: &Command, item: &Item) -> Outcome {
-        let uri = self.parse(dm, item.target.as_ref())?;
+        let uri = parse(dm, item.target.as_ref())?;
         let path = uri.as_str().to_owned();
         let node = dm.tree.get(&path).ok_or(StatusCode::NotFound)?;
         match uri.query() {
@@ -398,7 +393,7 @@ impl Session {
     // ----- Delete ---------------------------------------------------------------
 
     fn delete(&mut self, dm: &mut DmTree, item: &Item) -> Outcome {
-        let uri = self.parse(dm, item.target.as_ref())?;
+        let uri = parse(dm, item.target.as_ref())?;
         if uri.query() != Query::None || uri.is_root() {
             return Err(StatusCode::CommandNotAllowed);
         }
@@ -432,7 +427,7 @@ impl Session {
 
     fn get(&mut self, dm: &mut DmTree, item: &Item) -> Outcome {
         let loc = item.target.as_ref().ok_or(StatusCode::IncompleteCommand)?;
-        let uri = self.parse(dm, Some(loc))?;
+        let uri = parse(dm, Some(loc))?;
         let path = uri.as_str();
         let node = dm.tree.get(path).ok_or(StatusCode::NotFound)?;
         self.may(node, AclCmd::Get)?;
@@ -544,8 +539,8 @@ impl Session {
     /// Copy: Source (existing) to Target. A leaf over an existing leaf replaces its
     /// value; otherwise the target must not exist and the subtree is duplicated.
     fn copy(&mut self, dm: &mut DmTree, item: &Item) -> Outcome {
-        let src = self.parse(dm, item.source.as_ref())?;
-        let dst = self.parse(dm, item.target.as_ref())?;
+        let src = parse(dm, item.source.as_ref())?;
+        let dst = parse(dm, item.target.as_ref())?;
         if src.query() != Query::None || dst.query() != Query::None || dst.is_root() {
             return Err(StatusCode::CommandNotAllowed);
         }
@@ -618,7 +613,7 @@ impl Session {
     // ----- Exec -----------------------------------------------------------------
 
     fn exec(&mut self, dm: &mut DmTree, cmd: &Command, item: &Item) -> Outcome {
-        let uri = self.parse(dm, item.target.as_ref())?;
+        let uri = parse(dm, item.target.as_ref())?;
         if uri.query() != Query::None {
             return Err(StatusCode::CommandNotAllowed);
         }
@@ -799,4 +794,9 @@ fn result_item(uri: &str, format: &str, type_: &str, data: Data) -> Item {
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn parse<'i>(dm: &DmTree, loc: Option<&'i Location>) -> Result<Uri<'i>, StatusCode> {
+    let loc = loc.ok_or(StatusCode::IncompleteCommand)?;
+    Uri::parse(&loc.loc_uri, &dm.uri_limits).map_err(|e| e.status())
 }

@@ -173,8 +173,8 @@ impl<'a> Uri<'a> {
     /// `/`, an unknown query), 414 for a URI over a limit, 406 for an unknown property
     /// or TNDS field.
     pub fn parse(s: &'a str, limits: &UriLimits) -> Result<Uri<'a>, UriError> {
-        let (path, query) = match s.split_once('?') {
-            Some((p, q)) => (p, parse_query(q)?),
+        let (path, query) = match s.as_bytes().iter().position(|&c| c == b'?') {
+            Some(i) => (&s[..i], parse_query(&s[i + 1..])?),
             None => (s, Query::None),
         };
         Ok(Uri {
@@ -267,12 +267,11 @@ fn canonical_path<'a>(s: &'a str, limits: &UriLimits) -> Result<Cow<'a, str>, Ur
     // One pass over the bytes: every URI a server sends goes through here.
     let b = rest.as_bytes();
     let (mut depth, mut start) = (0, 0);
-    for end in b
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &c)| (c == b'/').then_some(i))
-        .chain([b.len()])
-    {
+    loop {
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == b'/')
+            .map_or(b.len(), |i| start + i);
         match &b[start..end] {
             [] => {
                 return Err(UriError::Malformed(
@@ -286,6 +285,9 @@ fn canonical_path<'a>(s: &'a str, limits: &UriLimits) -> Result<Cow<'a, str>, Ur
             _ => {}
         }
         depth += 1;
+        if end == b.len() {
+            break;
+        }
         start = end + 1;
     }
     if UriLimits::exceeded(limits.max_depth, depth) {

@@ -37,30 +37,13 @@ use dm_tree::store::{decode_ops, encode_ops};
 use dm_tree::{AclCmd, DmTree, Format, Headless, Op, Record, Session, Tree, Uri, UriLimits};
 use syncml_core::{Command, Item, ItemCmd, StatusCode};
 
-/// Nodes in the tree, root and interior nodes included.
-const NODES: usize = 100_000;
-const GROUPS: usize = 20;
-const SUBS_PER_GROUP: usize = 25;
-const SUBS: usize = GROUPS * SUBS_PER_GROUP;
-/// Root, `./Vendor`, the groups and the subgroups.
-const INTERIOR: usize = 2 + GROUPS + SUBS;
-const LEAVES: usize = NODES - INTERIOR;
+#[allow(dead_code)]
+#[path = "common/shape.rs"]
+mod shape;
+use shape::{leaves, LEAVES, NODES};
+
 const LOOKUPS: usize = 1_000;
 const SERVER: &str = "srv";
-
-/// The leaves: `./Vendor/grpG/subS/nodeK` with a 16-byte chr value, spread evenly
-/// over the subgroups.
-fn leaves() -> Vec<(String, Vec<u8>)> {
-    (0..LEAVES)
-        .map(|k| {
-            let s = k % SUBS;
-            let g = s / SUBS_PER_GROUP;
-            let path = format!("./Vendor/grp{g}/sub{s}/node{k}");
-            let value = format!("val-{:012}", (k as u64 * 7_919) % 1_000_000_000_000);
-            (path, value.into_bytes())
-        })
-        .collect()
-}
 
 /// Puts every leaf (creating the interior nodes), committing every `batch` nodes.
 fn fill(tree: &mut Tree, leaves: &[(String, Vec<u8>)], batch: usize) {

@@ -66,25 +66,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const NODES: usize = 100_000;
-const GROUPS: usize = 20;
-const SUBS_PER_GROUP: usize = 25;
-const SUBS: usize = GROUPS * SUBS_PER_GROUP;
-const INTERIOR: usize = 2 + GROUPS + SUBS;
-const LEAVES: usize = NODES - INTERIOR;
-
-/// The same shape as `benches/tree.rs`: `./Vendor/grpG/subS/nodeK`, 16-byte values.
-fn leaves() -> Vec<(String, Vec<u8>)> {
-    (0..LEAVES)
-        .map(|k| {
-            let s = k % SUBS;
-            let g = s / SUBS_PER_GROUP;
-            let path = format!("./Vendor/grp{g}/sub{s}/node{k}");
-            let value = format!("val-{:012}", (k as u64 * 7_919) % 1_000_000_000_000);
-            (path, value.into_bytes())
-        })
-        .collect()
-}
+#[allow(dead_code)]
+#[path = "../benches/common/shape.rs"]
+mod shape;
+use shape::{leaves, INTERIOR, LEAVES, NODES};
 
 fn fill(tree: &mut Tree, leaves: &[(String, Vec<u8>)]) {
     for (p, v) in leaves {

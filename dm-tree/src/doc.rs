@@ -55,6 +55,37 @@ pub fn write_wbxml(root: &Element) -> Result<Vec<u8>, Error> {
     w.finish().map_err(|e| Error::Ddf(e.to_string()))
 }
 
+/// Element content that arrived in a Data element, as the XML text an `xml` leaf
+/// stores (no declaration; text escaped).
+pub fn nodes_to_xml(nodes: &[Node]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    for n in nodes {
+        match n {
+            Node::Element(e) => {
+                let opts = XmlOptions {
+                    indent: None,
+                    declaration: false,
+                };
+                let mut w = XmlWriter::new("", opts);
+                e.write(&mut w).map_err(|e| Error::Ddf(e.to_string()))?;
+                out.extend(w.finish().map_err(|e| Error::Ddf(e.to_string()))?);
+            }
+            Node::Text(t) => {
+                for c in t.chars() {
+                    match c {
+                        '&' => out.extend_from_slice(b"&amp;"),
+                        '<' => out.extend_from_slice(b"&lt;"),
+                        '>' => out.extend_from_slice(b"&gt;"),
+                        c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    }
+                }
+            }
+            Node::Opaque(b) => out.extend_from_slice(b),
+        }
+    }
+    Ok(out)
+}
+
 /// The child elements of `e`.
 pub fn elements(e: &Element) -> impl Iterator<Item = &Element> {
     e.children.iter().filter_map(|c| match c {

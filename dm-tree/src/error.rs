@@ -17,6 +17,10 @@ pub enum Error {
     ParentIsLeaf(String),
     #[error("{0} is not a leaf")]
     NotALeaf(String),
+    #[error("{0} has children: it cannot become a leaf")]
+    HasChildren(String),
+    #[error("the tree cannot commit while a command is executing")]
+    Held,
     #[error("{0}: not a valid node name")]
     BadName(String),
     #[error("the root cannot be removed or renamed")]
@@ -44,15 +48,16 @@ impl Error {
             Error::Uri(u) => u.status(),
             Error::NotFound(_) => StatusCode::NotFound,
             Error::AlreadyExists(_) => StatusCode::AlreadyExists,
-            Error::ParentIsLeaf(_) | Error::NotALeaf(_) | Error::RootIsPermanent => {
-                StatusCode::CommandNotAllowed
-            }
+            Error::ParentIsLeaf(_)
+            | Error::NotALeaf(_)
+            | Error::HasChildren(_)
+            | Error::RootIsPermanent => StatusCode::CommandNotAllowed,
             Error::BadName(_) => StatusCode::BadRequest,
             Error::TooLarge => StatusCode::DeviceFull,
             Error::Damaged(_) | Error::Io(_) | Error::Locked(_) | Error::NoTree(_) => {
                 StatusCode::DataStoreFailure
             }
-            Error::Ddf(_) => StatusCode::CommandFailed,
+            Error::Ddf(_) | Error::Held => StatusCode::CommandFailed,
         }
     }
 }

@@ -48,8 +48,12 @@ pub fn record_for(d: &DdfNode) -> Record {
 fn object_acl(name: &str) -> &'static str {
     match name {
         "DevInfo" | "DevDetail" | "SIM" => "Get=*",
-        "FUMO" | "FWUpdate" => "Add=*&Delete=*&Exec=*&Get=*&Replace=*",
-        _ => "Add=*&Delete=*&Get=*&Replace=*",
+        // The device creates FUMO slots; servers Exec and fill them.
+        "FUMO" => "Exec=*&Get=*&Replace=*",
+        // Add and Get only: a server that adds an account or a package slot is
+        // given its own rights on it (TND 8.3.7.1.3), and no other server can
+        // take it over through rights on the parent.
+        _ => "Add=*&Get=*",
     }
 }
 

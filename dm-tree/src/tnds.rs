@@ -127,6 +127,9 @@ pub struct ImportedNode {
     /// The canonical path of the node.
     pub path: String,
     pub rec: crate::node::Record,
+    /// Whether the document gave a Format (TNDS may leave it out; then the DDF's,
+    /// or `chr` for a leaf, applies).
+    pub format_given: bool,
 }
 
 /// Reads the nodes of a TNDS document, parents first. Top-level nodes go under
@@ -180,10 +183,10 @@ fn import_node(
     let prop = |n: &str| rt.and_then(|r| child_text(r, n));
     let value = e.child("Value").map(|v| v.text());
     let children: Vec<&Element> = elements(e).filter(|c| c.name == "Node").collect();
-    let format = match rt
+    let given = rt
         .and_then(|r| r.child("Format"))
-        .and_then(|f| elements(f).next())
-    {
+        .and_then(|f| elements(f).next());
+    let format = match given {
         Some(f) => Format::from_name(&f.name)
             .ok_or_else(|| Error::Ddf(format!("{path}: unknown Format {}", f.name)))?,
         None if value.is_some() => Format::Chr,
@@ -231,6 +234,7 @@ fn import_node(
     out.push(ImportedNode {
         path: path.clone(),
         rec,
+        format_given: given.is_some(),
     });
     for c in children {
         import_node(c, &path, depth + 1, out)?;

@@ -67,6 +67,9 @@ pub struct Tree {
     undo: Vec<Op>,
     clock: Clock,
     store: Option<FileStore>,
+    /// Set while a command executes (a handler runs): commit, compact and discard
+    /// are refused, so that an Atomic's rollback finds every change in the journal.
+    held: bool,
 }
 
 impl std::fmt::Debug for Tree {
@@ -168,6 +171,7 @@ impl Tree {
             undo: Vec::new(),
             clock: system_clock,
             store: None,
+            held: false,
         };
         t.insert_slot(".", None, Record::interior().with_acl(Acl::root_default()));
         t
@@ -307,6 +311,9 @@ impl Tree {
         match op {
             Op::Put { path, rec } => {
                 if let Some(&id) = self.index.get(path.as_str()) {
+                    if rec.is_leaf() && !self.node(id).slot.children.is_empty() {
+                        return Err(Error::HasChildren(path.clone()));
+                    }
                     let old = std::mem::replace(&mut self.slot_mut(id).rec, rec.clone());
                     if !want_inverse {
                         return Ok(Vec::new());
@@ -428,6 +435,10 @@ impl Tree {
 
     /// Undoes every change made since `mark`.
     pub fn rollback(&mut self, mark: Mark) -> Result<(), Error> {
+        if mark.undo > self.undo.len() || mark.redo > self.redo.len() {
+            // The journal was emptied since the mark (a commit): nothing to undo to.
+            return Err(Error::Held);
+        }
         while self.undo.len() > mark.undo {
             let Some(op) = self.undo.pop() else { break };
             self.apply_op(&op, false)?;
@@ -445,6 +456,9 @@ impl Tree {
     /// this only clears the journals. If the store cannot write, the changes are
     /// rolled back so that the tree in memory stays what the disk holds.
     pub fn commit(&mut self) -> Result<(), Error> {
+        if self.held {
+            return Err(Error::Held);
+        }
         if self.redo.is_empty() {
             self.undo.clear();
             return Ok(());
@@ -473,7 +487,16 @@ impl Tree {
 
     /// Drops every uncommitted change.
     pub fn discard(&mut self) -> Result<(), Error> {
+        if self.held {
+            return Err(Error::Held);
+        }
         self.rollback(Mark { undo: 0, redo: 0 })
+    }
+
+    /// Refuses (`true`) or allows again commit, compact and discard; the executor
+    /// holds the tree while a vendor's handler runs.
+    pub fn hold(&mut self, held: bool) {
+        self.held = held;
     }
 
     /// Rewrites the store as one snapshot (after many small commits).

@@ -97,6 +97,13 @@ fn value(dm: &DmTree, path: &str) -> Option<Vec<u8>> {
         .and_then(|n| n.value().map(<[u8]>::to_vec))
 }
 
+fn set_acl(dm: &mut DmTree, path: &str, acl: &str) {
+    let rec = dm.tree.get(path).unwrap().record().clone();
+    dm.tree
+        .put(path, rec.with_acl(Acl::parse(acl).unwrap()))
+        .unwrap();
+}
+
 /// A tree whose root grants every command to everyone, for rules other than ACLs.
 fn open_dm() -> DmTree {
     let mut dm = dm();
@@ -157,6 +164,7 @@ fn values_are_checked_against_their_format() {
         [405],
         "State is the device's"
     );
+    assert_eq!(run(&mut dm, &add("./FWUpdate/fw", "node", "")), [200]);
     dm.tree
         .put("./FWUpdate/fw/State", Record::leaf(Format::Int, "10"))
         .unwrap();
@@ -266,7 +274,12 @@ fn rename_through_the_name_property() {
     );
     assert!(!dm.tree.contains("./DMAcc/acc1"));
     // Named (and permanent) nodes keep their names.
-    assert_eq!(run(&mut dm, &replace("./FWUpdate?prop=Name", "FW")), [405]);
+    assert_eq!(run(&mut dm, &replace("./FUMO?prop=Name", "FW")), [405]);
+    assert_eq!(
+        run(&mut dm, &replace("./FWUpdate?prop=Name", "FW")),
+        [425],
+        "FWUpdate grants Add and Get only"
+    );
     assert_eq!(
         run(&mut dm, &replace("./DMAcc/main/ServerID?prop=Name", "S")),
         [405]
@@ -362,7 +375,20 @@ fn ddf_rules() {
     assert_eq!(run(&mut dm, &delete("./FWUpdate")), [405]);
     assert_eq!(run(&mut dm, &delete(".")), [405]);
     // AccessType: FUMO slots are the device's to create; secrets are not readable.
-    assert_eq!(run(&mut dm, &add("./FUMO/fw", "node", "")), [405]);
+    assert_eq!(
+        run(&mut dm, &add("./FUMO/fw", "node", "")),
+        [425],
+        "FUMO grants no Add"
+    );
+    set_acl(&mut dm, "./FUMO", "Add=*&Get=*");
+    assert_eq!(
+        run(&mut dm, &add("./FUMO/fw", "node", "")),
+        [405],
+        "nor does its DDF"
+    );
+    // Nor can a FUMO slot be made implicitly, by adding below it.
+    assert_eq!(run(&mut dm, &add("./FUMO/fw/Ext/V", "chr", "1")), [405]);
+    assert!(!dm.tree.contains("./FUMO/fw"));
     assert_eq!(run(&mut dm, &add("./DMAcc/a", "node", "")), [200]);
     assert_eq!(
         run(
@@ -447,7 +473,7 @@ fn nested_atomic_and_get_inside_atomic_fail_it() {
             add("./V/c", "chr", "1"),
         ],
     );
-    assert_eq!(run(&mut dm, &nested), [507, 216, 500, 215]);
+    assert_eq!(run(&mut dm, &nested), [507, 216, 500, 215, 215]);
     assert!(!dm.tree.contains("./V/a"));
     let with_get = container(
         Command::Atomic,
@@ -615,11 +641,10 @@ fn exec_and_dynamic_values_go_through_handlers() {
     assert_eq!(value(&dm, "./FUMO/fw/State").as_deref(), Some(&b"30"[..]));
     // Allowed by the DDF but no code for it: 406; not allowed at all: 405.
     assert_eq!(run(&mut dm, &exec("./FUMO/fw/Update", None)), [406]);
-    dm.tree.put("./FWUpdate/fw", Record::interior()).unwrap();
     dm.tree
-        .put("./FWUpdate/fw/PkgURL", Record::leaf(Format::Chr, ""))
+        .put("./FUMO/fw/PkgName", Record::leaf(Format::Chr, ""))
         .unwrap();
-    assert_eq!(run(&mut dm, &exec("./FWUpdate/fw/PkgURL", None)), [405]);
+    assert_eq!(run(&mut dm, &exec("./FUMO/fw/PkgName", None)), [405]);
     assert_eq!(run(&mut dm, &exec("./DevInfo/Man", None)), [425]);
     assert_eq!(run(&mut dm, &exec("./FUMO/fw/Nope", None)), [404]);
 
@@ -895,4 +920,252 @@ fn a_refused_node_in_a_tnds_add_rolls_back_the_whole_subtree() {
     assert_eq!(value(&b, "./Other/x/ok").as_deref(), Some(&b"1"[..]));
     let bad = Data::Text("<MgmtTree><Node><NodeName>a/b</NodeName></Node></MgmtTree>".into());
     assert_eq!(run(&mut b, &tnds_add("./Other", bad, false)), [400]);
+}
+
+#[test]
+fn copy_never_hands_out_what_a_get_refuses() {
+    let mut dm = open_dm();
+    run(&mut dm, &add("./DMAcc/a", "node", ""));
+    run(
+        &mut dm,
+        &add("./DMAcc/a/AppAuth/s/AAuthSecret", "chr", "hunter2"),
+    );
+    let copy = |from: &str, to: &str| {
+        let mut it = Item::target(to);
+        it.source = Some(Location::new(from));
+        cmd(Command::Copy, vec![it])
+    };
+    // The DDF does not list Copy for an account.
+    assert_eq!(run(&mut dm, &copy("./DMAcc/a", "./Loot")), [405]);
+    assert!(!dm.tree.contains("./Loot"));
+    // Outside any DDF, every copied node must be readable by the copying server.
+    run(&mut dm, &add("./V/x/open", "chr", "1"));
+    run(&mut dm, &add("./V/x/closed", "chr", "2"));
+    set_acl(&mut dm, "./V/x/closed", "Get=srvA");
+    assert_eq!(run_as(&mut dm, "srvB", &copy("./V/x", "./V/y")), [425]);
+    assert!(!dm.tree.contains("./V/y"));
+    // A server that may read everything copies it (as it could Get and Add it).
+    assert_eq!(run_as(&mut dm, "srvA", &copy("./V/x", "./V/y")), [200]);
+    assert_eq!(value(&dm, "./V/y/closed").as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn a_server_cannot_take_over_another_servers_account() {
+    let mut dm = dm();
+    assert_eq!(
+        run_as(&mut dm, "srvA", &add("./DMAcc/a", "node", "")),
+        [200]
+    );
+    assert_eq!(
+        run_as(&mut dm, "srvA", &add("./DMAcc/a/Name", "chr", "A")),
+        [200]
+    );
+    assert_eq!(
+        run_as(
+            &mut dm,
+            "srvB",
+            &replace("./DMAcc/a?prop=ACL", "Add=*&Delete=*&Get=*&Replace=*")
+        ),
+        [425]
+    );
+    assert_eq!(
+        run_as(&mut dm, "srvB", &replace("./DMAcc/a/Name", "B")),
+        [425]
+    );
+    assert_eq!(run_as(&mut dm, "srvB", &delete("./DMAcc/a")), [425]);
+    assert_eq!(
+        run_as(&mut dm, "srvA", &replace("./DMAcc/a/Name", "A2")),
+        [200]
+    );
+}
+
+#[test]
+fn a_large_object_survives_the_status_that_opens_the_next_message() {
+    let mut dm = dm();
+    let mut s = Session::new("srv");
+    assert_eq!(
+        codes(&s.execute(
+            &mut dm,
+            &mut Headless,
+            &chunk("./V/lo", "abc", Some(6), true)
+        )),
+        [213]
+    );
+    let hdr_status = Command::Status(syncml_core::Status {
+        cmd_id: 1,
+        msg_ref: Some(1),
+        cmd_ref: 0,
+        cmd: "SyncHdr".into(),
+        target_ref: vec![],
+        source_ref: vec![],
+        cred: None,
+        chal: None,
+        data: StatusCode::Ok,
+        items: vec![],
+        extra: vec![],
+    });
+    assert!(s.execute(&mut dm, &mut Headless, &hdr_status).is_empty());
+    assert_eq!(
+        codes(&s.execute(&mut dm, &mut Headless, &chunk("./V/lo", "def", None, false))),
+        [200]
+    );
+    assert_eq!(value(&dm, "./V/lo").as_deref(), Some(&b"abcdef"[..]));
+    // Interrupted: the trailing chunk is refused, not stored as a value.
+    assert_eq!(
+        codes(&s.execute(
+            &mut dm,
+            &mut Headless,
+            &chunk("./V/lo2", "abc", Some(6), true)
+        )),
+        [213]
+    );
+    assert_eq!(
+        codes(&s.execute(&mut dm, &mut Headless, &get("./V/lo"))),
+        [200]
+    );
+    assert_eq!(s.take_interrupted(), ["./V/lo2"]);
+    assert_eq!(
+        codes(&s.execute(
+            &mut dm,
+            &mut Headless,
+            &chunk("./V/lo2", "def", None, false)
+        )),
+        [424]
+    );
+    assert!(!dm.tree.contains("./V/lo2"));
+}
+
+#[test]
+fn vendor_ddfs_under_ext_are_enforced() {
+    let vendor = r#"<MgmtTree xmlns="syncml:dmddf1.2"><VerDTD>1.2</VerDTD>
+<Node><NodeName>Acme</NodeName><Path>./DevDetail/Ext</Path><DFProperties>
+<AccessType><Get/></AccessType><DFFormat><node/></DFFormat><Scope><Permanent/></Scope>
+<DFType><DDFName/></DFType></DFProperties>
+<Node><NodeName>Ro</NodeName><DFProperties><AccessType><Get/></AccessType>
+<DFFormat><chr/></DFFormat><DFType><MIME>text/plain</MIME></DFType></DFProperties></Node>
+</Node></MgmtTree>"#;
+    let mut dm = open_dm();
+    dm.schema.add(parse_ddf(vendor.as_bytes()).unwrap());
+    set_acl(&mut dm, "./DevDetail", "Add=*&Get=*&Replace=*&Delete=*");
+    dm.tree
+        .put("./DevDetail/Ext/Acme/Ro", Record::leaf(Format::Chr, "x"))
+        .unwrap();
+    assert_eq!(
+        run(&mut dm, &replace("./DevDetail/Ext/Acme/Ro", "y")),
+        [405]
+    );
+    assert_eq!(
+        run(&mut dm, &add("./DevDetail/Ext/Acme/Other", "chr", "y")),
+        [405]
+    );
+    assert_eq!(
+        run(&mut dm, &delete("./DevDetail/Ext/Acme")),
+        [405],
+        "permanent"
+    );
+    // Elsewhere under Ext the vendor is free.
+    assert_eq!(
+        run(&mut dm, &add("./DevDetail/Ext/Free", "chr", "y")),
+        [200]
+    );
+}
+
+#[test]
+fn element_data_is_xml_text_and_never_an_empty_value() {
+    let mut dm = dm();
+    let conf = syncml_core::Element::new(syncml_core::Namespace::Other("urn:x".into()), "Conf");
+    let mut it = Item::target("./V/cfg");
+    it.data
+        .push(Data::Nodes(vec![syncml_core::Node::Element(conf)]));
+    assert_eq!(run(&mut dm, &cmd(Command::Add, vec![it.clone()])), [200]);
+    let stored = String::from_utf8(value(&dm, "./V/cfg").unwrap()).unwrap();
+    assert_eq!(stored, r#"<Conf xmlns="urn:x"/>"#);
+    assert_eq!(
+        dm.tree.get("./V/cfg").unwrap().record().props.format,
+        Format::Xml
+    );
+    // Element content where text is required is refused, not read as "".
+    let mut acl = it.clone();
+    acl.target = Some(Location::new("./V?prop=ACL"));
+    assert_eq!(run(&mut dm, &cmd(Command::Replace, vec![acl])), [400]);
+    let mut chr = it;
+    chr.target = Some(Location::new("./V/text"));
+    chr.meta = Some(Box::new(Meta::format_type(Some("chr"), None)));
+    assert_eq!(
+        run(&mut dm, &cmd(Command::Add, vec![chr])),
+        [200],
+        "chr holds XML text too"
+    );
+}
+
+#[test]
+fn a_refused_item_leaves_no_trace() {
+    let mut dm = dm();
+    let before = dm.tree.snapshot_ops();
+    // A server id the ACL grammar cannot name: owning the new node fails after
+    // the node was written, and the write is undone.
+    assert_eq!(
+        run_as(&mut dm, "bad server", &add("./X/y", "chr", "1")),
+        [400]
+    );
+    assert_eq!(dm.tree.snapshot_ops(), before);
+}
+
+#[test]
+fn a_handler_cannot_commit_an_atomic_half_way() {
+    let mut dm = open_dm();
+    dm.tree.put("./Act", Record::interior()).unwrap();
+    dm.handlers.on_exec(
+        "./Act",
+        Box::new(|t: &mut Tree, _: ExecRequest<'_>| match t.commit() {
+            Ok(()) => StatusCode::Ok,
+            Err(_) => StatusCode::CommandFailed,
+        }),
+    );
+    let before = dm.tree.snapshot_ops();
+    let a = container(
+        Command::Atomic,
+        vec![
+            add("./V/a", "chr", "1"),
+            exec("./Act", None),
+            replace("./V/none", "x"),
+        ],
+    );
+    assert_eq!(run(&mut dm, &a), [507, 216, 500, 215]);
+    assert_eq!(dm.tree.snapshot_ops(), before);
+}
+
+#[test]
+fn new_paths_respect_the_uri_limits() {
+    let mut a = dm();
+    let mut dm = open_dm();
+    run(&mut dm, &add("./V/x", "chr", "1"));
+    let long = "n".repeat(dm.uri_limits.max_seg_len + 1);
+    assert_eq!(run(&mut dm, &replace("./V/x?prop=Name", &long)), [414]);
+    run(&mut a, &add("./Vendor/x/ok", "chr", "1"));
+    let mt = tnds_of(&mut a, "./Vendor/x?list=TNDS+Value+Format");
+    // The document's Path puts it under ./Vendor, outside the target ./T.
+    let el = Data::Nodes(vec![syncml_core::Node::Element(mt)]);
+    assert_eq!(run(&mut dm, &tnds_add("./T", el, false)), [405]);
+    assert!(!dm.tree.contains("./T"));
+}
+
+#[test]
+fn permanence_and_the_root_acl() {
+    let mut dm = dm();
+    assert_eq!(
+        run(&mut dm, &delete("./DevInfo/DevId")),
+        [405],
+        "permanent, whatever the ACL"
+    );
+    let mut dm = open_dm();
+    assert_eq!(
+        run(&mut dm, &replace(".?prop=ACL", "Add=*+srv&Get=*")),
+        [200]
+    );
+    // The device cannot turn a node with children into a leaf either.
+    assert!(dm
+        .tree
+        .put("./DevInfo", Record::leaf(Format::Chr, "x"))
+        .is_err());
 }

@@ -203,8 +203,11 @@ impl Schema {
         &self.roots
     }
 
-    /// What the loaded DDFs say about the node at a canonical path.
+    /// What the loaded DDFs say about the node at a canonical path. Where several
+    /// described subtrees contain the path (a vendor object under `./DevDetail/Ext`
+    /// inside DevDetail's), the deepest one decides.
     pub fn lookup(&self, path: &str) -> Lookup<'_> {
+        let mut best: Option<(&DdfRoot, &str)> = None;
         for r in &self.roots {
             let rest = if r.parent == "." {
                 path.strip_prefix("./")
@@ -213,26 +216,30 @@ impl Schema {
                     .and_then(|p| p.strip_prefix('/'))
             };
             let Some(rest) = rest else { continue };
-            let mut segs = rest.split('/');
-            let first = segs.next().unwrap_or_default();
+            let first = rest.split('/').next().unwrap_or_default();
             if r.node.name.as_deref().is_some_and(|n| n != first) {
                 continue;
             }
-            let mut n = &r.node;
-            for s in segs {
-                match n.child(s) {
-                    Some(c) => n = c,
-                    // An interior node described without any children (Ext, Bearer)
-                    // is open for vendor nodes: below it, ACLs alone govern.
-                    None if n.format == Format::Node && n.children.is_empty() => {
-                        return Lookup::Outside
-                    }
-                    None => return Lookup::Undescribed,
-                }
+            if best.is_none_or(|(b, _)| r.parent.len() > b.parent.len()) {
+                best = Some((r, rest));
             }
-            return Lookup::Node(n);
         }
-        Lookup::Outside
+        let Some((r, rest)) = best else {
+            return Lookup::Outside;
+        };
+        let mut n = &r.node;
+        for seg in rest.split('/').skip(1) {
+            match n.child(seg) {
+                Some(c) => n = c,
+                // An interior node described without any children (Ext, Bearer)
+                // is open for vendor nodes: below it, ACLs alone govern.
+                None if n.format == Format::Node && n.children.is_empty() => {
+                    return Lookup::Outside
+                }
+                None => return Lookup::Undescribed,
+            }
+        }
+        Lookup::Node(n)
     }
 }
 

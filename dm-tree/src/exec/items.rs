@@ -44,6 +44,9 @@ impl Session {
         items
             .iter()
             .map(|item| {
+                // Whatever a refused item had already written is undone, so that a
+                // refusal never changes the tree.
+                let mark = dm.tree.mark();
                 let out = match cmd {
                     Command::Add(_) => self.add(dm, cmd, item),
                     Command::Replace(_) => self.replace(dm, cmd, item),
@@ -55,6 +58,14 @@ impl Session {
                 let (code, results) = match out {
                     Ok(a) => (a.code, a.results),
                     Err(code) => (code, Vec::new()),
+                };
+                let code = if code.is_success() {
+                    code
+                } else {
+                    match dm.tree.rollback(mark) {
+                        Ok(()) => code,
+                        Err(_) => StatusCode::CommandFailed,
+                    }
                 };
                 let mut r = Response::to_item(cmd, item, code);
                 r.results = results;
@@ -112,7 +123,8 @@ impl Session {
                 Lookup::Node(d) => Some(d),
             };
             if let Some(d) = d {
-                if p == path && !d.access.allows(AccessOp::Add) {
+                // Implicitly created ancestors are added as much as the target is.
+                if !d.access.allows(AccessOp::Add) {
                     return Err(StatusCode::CommandNotAllowed);
                 }
                 if p != path && d.format != Format::Node {
@@ -193,6 +205,13 @@ impl Session {
             None => return Err(StatusCode::IncompleteCommand),
         };
         let nodes = parse_tnds(&root, target).map_err(|_| StatusCode::BadRequest)?;
+        for n in &nodes {
+            // Everything lands at or below the target the Status names.
+            if !n.path.starts_with(&format!("{target}/")) {
+                return Err(StatusCode::CommandNotAllowed);
+            }
+            check_limits(dm, &n.path)?;
+        }
         let mark = dm.tree.mark();
         let created = |dm: &mut DmTree| -> Result<(), StatusCode> {
             if !dm.tree.contains(target) {
@@ -200,7 +219,20 @@ impl Session {
             }
             for n in &nodes {
                 let top = parent_path(&n.path).is_some_and(|p| !nodes.iter().any(|o| o.path == p));
-                self.create_checked(dm, &n.path, n.rec.clone(), top)?;
+                let mut rec = n.rec.clone();
+                if !n.format_given {
+                    // TNDS may leave Format out: the DDF's applies.
+                    if let Lookup::Node(d) = dm.schema.lookup(&n.path) {
+                        if d.format != rec.props.format {
+                            let v = rec.value().unwrap_or_default().to_vec();
+                            rec = record_for(d);
+                            if d.format != Format::Node {
+                                rec.kind = Kind::Leaf(convert(d.format, None, v)?);
+                            }
+                        }
+                    }
+                }
+                self.create_checked(dm, &n.path, rec, top)?;
             }
             Ok(())
         };
@@ -324,13 +356,10 @@ impl Session {
             _ => own,
         };
         allowed?;
-        let text = item
-            .data
-            .first()
-            .and_then(Data::as_str)
-            .unwrap_or("")
-            .trim()
-            .to_owned();
+        let text = match item.data.first() {
+            None => String::new(),
+            Some(d) => d.as_str().ok_or(StatusCode::BadRequest)?.trim().to_owned(),
+        };
         let mut rec = node.record().clone();
         match p {
             Prop::Acl => {
@@ -338,7 +367,8 @@ impl Session {
                 if node.parent().is_none() {
                     // The root has nothing to inherit from, and its Add stays `*` so
                     // that any server can always extend the tree (TND 8.3.7.1.2).
-                    let keeps_add = acl.to_string().split('&').any(|e| e == "Add=*");
+                    // Server ids are never empty, so only `*` grants Add to "".
+                    let keeps_add = acl.grants(AclCmd::Add, "");
                     if acl.is_empty() || !keeps_add {
                         return Err(StatusCode::CommandNotAllowed);
                     }
@@ -366,13 +396,21 @@ impl Session {
         if !crate::uri::valid_name(name) {
             return Err(StatusCode::BadRequest);
         }
-        match dm.schema.lookup(path) {
-            Lookup::Node(d) if d.name.is_some() || d.is_permanent() => {
+        let new_path = child_path(parent, name);
+        check_limits(dm, &new_path)?;
+        match (dm.schema.lookup(path), dm.schema.lookup(&new_path)) {
+            (Lookup::Node(d), _) if d.name.is_some() || d.is_permanent() => {
+                return Err(StatusCode::CommandNotAllowed)
+            }
+            // The new name must not make it another described node.
+            (Lookup::Node(d), Lookup::Node(e)) if !std::ptr::eq(d, e) => {
+                return Err(StatusCode::CommandNotAllowed)
+            }
+            (Lookup::Outside, Lookup::Node(_) | Lookup::Undescribed) => {
                 return Err(StatusCode::CommandNotAllowed)
             }
             _ => {}
         }
-        let new_path = child_path(parent, name);
         if new_path == path {
             return done();
         }
@@ -399,9 +437,13 @@ impl Session {
         }
         let path = uri.as_str();
         let node = dm.tree.get(path).ok_or(StatusCode::NotFound)?;
+        // A permanent node is refused whoever asks (405), like the root.
+        if matches!(dm.schema.lookup(path), Lookup::Node(d) if d.is_permanent()) {
+            return Err(StatusCode::CommandNotAllowed);
+        }
         self.may(node, AclCmd::Delete)?;
         if let Lookup::Node(d) = dm.schema.lookup(path) {
-            if d.is_permanent() || !d.access.allows(AccessOp::Delete) {
+            if !d.access.allows(AccessOp::Delete) {
                 return Err(StatusCode::CommandNotAllowed);
             }
             let parent = parent_path(path).unwrap_or(".");
@@ -546,20 +588,33 @@ impl Session {
         }
         let (sp, dp) = (src.as_str(), dst.as_str());
         let s = dm.tree.get(sp).ok_or(StatusCode::NotFound)?;
-        self.may(s, AclCmd::Get)?;
+        if dp == sp || dp.starts_with(&format!("{sp}/")) {
+            return Err(StatusCode::CommandNotAllowed);
+        }
+        // A copy reads every node it copies: each must be one this server may Get
+        // (ACL and DDF), or the copy would hand out what a Get refuses. A described
+        // source must also list Copy in its AccessType.
         if let Lookup::Node(d) = dm.schema.lookup(sp) {
-            if !d.access.allows(AccessOp::Get) {
+            if !d.access.allows(AccessOp::Copy) {
                 return Err(StatusCode::CommandNotAllowed);
             }
         }
-        if dp == sp || dp.starts_with(&format!("{sp}/")) {
-            return Err(StatusCode::CommandNotAllowed);
+        for n in s.descendants() {
+            self.may(n, AclCmd::Get)?;
+            if let Lookup::Node(d) = dm.schema.lookup(n.path()) {
+                if !d.access.allows(AccessOp::Get) {
+                    return Err(StatusCode::CommandNotAllowed);
+                }
+            }
         }
         let copied: Vec<(String, Record)> = s
             .descendants()
             .iter()
             .map(|n| (format!("{dp}{}", &n.path()[sp.len()..]), n.record().clone()))
             .collect();
+        for (path, _) in &copied {
+            check_limits(dm, path)?;
+        }
         let now = dm.tree.now();
         if let Some(t) = dm.tree.get(dp) {
             let (Some(v), true) = (s.value(), t.is_leaf()) else {
@@ -571,8 +626,12 @@ impl Session {
                     return Err(StatusCode::CommandNotAllowed);
                 }
             }
+            let v = v.to_vec();
             let mut rec = t.record().clone();
-            rec.kind = Kind::Leaf(v.to_vec());
+            if let Some(h) = dm.handlers.value_for(dp) {
+                h.replace(dp, &v)?;
+            }
+            rec.kind = Kind::Leaf(v);
             rec.props.format = s.record().props.format;
             rec.props.touch(now);
             put(dm, dp, rec)?;
@@ -636,6 +695,8 @@ impl Session {
             .collect();
         let correlator = cmd.item_cmd().and_then(|c| c.correlator.as_deref());
         let DmTree { tree, handlers, .. } = dm;
+        // While a handler runs, the tree refuses commit: an Atomic's rollback must
+        // still find every change in the journal.
         let Some(h) = handlers.exec_for(path) else {
             // The DDF allows it but the device has no code for it: not supported;
             // nothing allows it: not allowed.
@@ -645,6 +706,7 @@ impl Session {
                 StatusCode::CommandNotAllowed
             });
         };
+        tree.hold(true);
         let code = h.exec(
             tree,
             ExecRequest {
@@ -654,6 +716,7 @@ impl Session {
                 server_id: &self.server_id,
             },
         );
+        tree.hold(false);
         Ok(Answer {
             code,
             results: Vec::new(),
@@ -799,4 +862,11 @@ fn b64(b: &[u8]) -> String {
 fn parse<'i>(dm: &DmTree, loc: Option<&'i Location>) -> Result<Uri<'i>, StatusCode> {
     let loc = loc.ok_or(StatusCode::IncompleteCommand)?;
     Uri::parse(&loc.loc_uri, &dm.uri_limits).map_err(|e| e.status())
+}
+
+/// Refuses a path the device's URI limits would make unreachable (414).
+fn check_limits(dm: &DmTree, path: &str) -> Result<(), StatusCode> {
+    Uri::parse(path, &dm.uri_limits)
+        .map(|_| ())
+        .map_err(|e| e.status())
 }

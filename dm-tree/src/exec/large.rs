@@ -2,7 +2,7 @@
 //! the total in the first chunk's Meta Size. Chunks are buffered in the session, not
 //! in the tree, so an object that never completes leaves no trace.
 
-use syncml_core::{Command, Item, Meta, StatusCode};
+use syncml_core::{Command, Data, Item, Meta, StatusCode};
 
 use super::Session;
 
@@ -37,14 +37,21 @@ pub(crate) fn item_meta(cmd: &Command, item: &Item) -> Option<Box<Meta>> {
         .cloned()
 }
 
-fn item_bytes(item: &Item) -> Vec<u8> {
+/// The bytes of an item's data, and whether any of it was element content (which is
+/// kept as XML text, for an `xml` leaf).
+fn item_bytes(item: &Item) -> Result<(Vec<u8>, bool), StatusCode> {
     let mut v = Vec::new();
+    let mut nodes = false;
     for d in &item.data {
-        if let Some(b) = d.as_bytes() {
-            v.extend_from_slice(b);
+        match d {
+            Data::Nodes(n) => {
+                nodes = true;
+                v.extend(crate::doc::nodes_to_xml(n).map_err(|_| StatusCode::BadRequest)?);
+            }
+            other => v.extend_from_slice(other.as_bytes().unwrap_or_default()),
         }
     }
-    v
+    Ok((v, nodes))
 }
 
 fn target(item: &Item) -> &str {
@@ -65,9 +72,24 @@ impl Session {
 
     /// The data of an Add or Replace item, assembling chunks.
     pub(crate) fn take_data(&mut self, max_obj_size: u64, cmd: &Command, item: &Item) -> Chunk {
-        let meta = item_meta(cmd, item);
-        let data = item_bytes(item);
+        let mut meta = item_meta(cmd, item);
+        let (data, nodes) = match item_bytes(item) {
+            Ok(x) => x,
+            Err(code) => return Chunk::Refused(code),
+        };
+        if nodes {
+            // Element content is XML: unless told otherwise, the value is `xml`.
+            let m = meta.get_or_insert_with(Default::default);
+            m.format.get_or_insert_with(|| "xml".to_owned());
+        }
         let announced = meta.as_ref().and_then(|m| m.size);
+        let this = (cmd.name().to_owned(), target(item).to_owned());
+        if self.dropped.take_if(|d| *d == this).is_some() && !item.more_data && announced.is_none()
+        {
+            // The last chunk of an object that another command interrupted (and the
+            // device alerted with 1225): it is not a value of its own.
+            return Chunk::Refused(StatusCode::SizeMismatch);
+        }
         let Some(mut lo) = self.large.take() else {
             if !item.more_data {
                 if data.len() as u64 > max_obj_size {

@@ -68,6 +68,9 @@ pub struct Session {
     large: Option<LargeObject>,
     /// URIs of large objects a new command interrupted (each owed an Alert 1225).
     interrupted: Vec<String>,
+    /// The command and target of the last interrupted object: a chunk of it that
+    /// still arrives is refused rather than taken for a value of its own.
+    dropped: Option<(String, String)>,
 }
 
 impl Session {
@@ -77,6 +80,7 @@ impl Session {
             server_id: server_id.to_owned(),
             large: None,
             interrupted: Vec::new(),
+            dropped: None,
         }
     }
 
@@ -113,8 +117,12 @@ impl Session {
         cmd: &Command,
         in_atomic: bool,
     ) -> Vec<Response> {
-        if !self.continues_large_object(cmd) {
+        // Status and Results (the server answering the device) may sit between
+        // chunks; any other command interrupts a large object.
+        let answers = matches!(cmd, Command::Status(_) | Command::Results(_));
+        if !answers && !self.continues_large_object(cmd) {
             if let Some(lo) = self.large.take() {
+                self.dropped = Some((lo.cmd, lo.target.clone()));
                 self.interrupted.push(lo.target);
             }
         }
@@ -128,9 +136,11 @@ impl Session {
                 vec![r]
             }
             Command::Atomic(c) if in_atomic => {
-                // Atomic cannot nest: the inner one fails and fails the outer.
-                let _ = c;
-                vec![Response::to(cmd, StatusCode::CommandFailed)]
+                // Atomic cannot nest: the inner one fails (and fails the outer);
+                // its commands are not executed.
+                let mut out = vec![Response::to(cmd, StatusCode::CommandFailed)];
+                out.extend(not_executed(&c.commands));
+                out
             }
             Command::Atomic(c) => self.atomic(dm, hooks, cmd, c),
             Command::Sequence(c) => self.sequence(dm, hooks, cmd, c, in_atomic),
@@ -185,12 +195,15 @@ impl Session {
             out.extend(inner);
             return out;
         };
+        // A large object begun inside the Atomic goes with it.
+        self.large = None;
         let code = match dm.tree.rollback(mark) {
             Ok(()) => StatusCode::AtomicFailed,
             Err(_) => StatusCode::AtomicRollbackFailed,
         };
         for r in &mut inner {
-            if r.code.is_success() {
+            // Executed and undone: 216; not executed stays 215.
+            if r.code.is_success() && r.code != StatusCode::NotExecuted {
                 r.code = StatusCode::AtomicRollbackOk;
                 r.results.clear();
             }
@@ -238,6 +251,7 @@ impl Session {
             responses.extend(self.execute(dm, hooks, cmd));
         }
         if dm.tree.commit().is_err() {
+            self.large = None;
             // The tree rolled back to what the store holds: every change the message
             // made is answered as failed (510), so the server knows nothing was kept.
             for r in &mut responses {

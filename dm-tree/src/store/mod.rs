@@ -165,9 +165,11 @@ impl FileStore {
             .map_err(|e| io(&path, e))?;
         let written = self.log.write_all(&rec).and_then(|()| self.log.sync_data());
         if let Err(e) = written {
-            // Whatever part of the record reached the file is cut off again, so that
-            // a failed commit cannot surface at the next open.
+            // Whatever part of the record reached the file is cut off again, now if
+            // possible and in any case before the next append, so that a failed
+            // commit cannot surface at the next open.
             let _ = self.log.set_len(self.log_len);
+            self.torn_tail = true;
             return Err(io(&path, e));
         }
         self.log_len += rec.len() as u64;
@@ -182,7 +184,17 @@ impl FileStore {
     /// Replaces snapshot and log by one snapshot of `ops` (the whole tree).
     pub fn compact(&mut self, ops: &[Op]) -> Result<(), Error> {
         let g = self.generation + 1;
-        self.snap_len = write_snapshot(&self.dir, g, ops)?;
+        match write_snapshot(&self.dir, g, ops) {
+            Ok(len) => self.snap_len = len,
+            // The rename may have happened before the failure (syncing the directory):
+            // then the new snapshot is the store all the same.
+            Err(e) if snapshot_generation(&self.dir) == Some(g) => {
+                self.generation = g;
+                self.fresh_log_due = true;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
         // From here the snapshot of g+1 is the store: the old log is stale whether
         // or not the fresh one can be written now (if not, the next append retries).
         self.generation = g;
@@ -277,14 +289,16 @@ fn read_records(log: &[u8], ops: &mut Vec<Op>) -> Result<(usize, u64), String> {
         if rest.len() < RECORD_HEAD || rest.iter().all(|&b| b == 0) {
             return Ok((n, torn));
         }
-        if rest[0] != RECORD_MARKER {
-            return Err(format!("no record marker at byte {at}"));
-        }
         let len_bytes = [rest[1], rest[2], rest[3], rest[4]];
         // The length has its own checksum, so that a damaged length is never taken
-        // for a record the crash cut short.
-        if crc32fast::hash(&len_bytes).to_le_bytes() != rest[5..9] {
-            return Err(format!("damaged record length at byte {at}"));
+        // for a record the crash cut short. A bad head with no good record after it
+        // is the head of the interrupted commit (a power loss can leave a head half
+        // written); with a good record after it, it is damage.
+        if rest[0] != RECORD_MARKER || crc32fast::hash(&len_bytes).to_le_bytes() != rest[5..9] {
+            if !(at + 1..log.len()).any(|p| record_at(log, p)) {
+                return Ok((n, torn));
+            }
+            return Err(format!("damaged record head at byte {at}"));
         }
         let len = u32::from_le_bytes(len_bytes) as usize;
         let Some(payload) = rest.get(RECORD_HEAD..RECORD_HEAD + len) else {
@@ -302,6 +316,26 @@ fn read_records(log: &[u8], ops: &mut Vec<Op>) -> Result<(usize, u64), String> {
         at += RECORD_HEAD + len;
     }
     Ok((n, 0))
+}
+
+/// Whether a whole, valid record starts at `at`.
+fn record_at(log: &[u8], at: usize) -> bool {
+    let Some(head) = log.get(at..at + RECORD_HEAD) else {
+        return false;
+    };
+    let len_bytes = [head[1], head[2], head[3], head[4]];
+    if head[0] != RECORD_MARKER || crc32fast::hash(&len_bytes).to_le_bytes() != head[5..9] {
+        return false;
+    }
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    log.get(at + RECORD_HEAD..at + RECORD_HEAD + len)
+        .is_some_and(|p| crc32fast::hash(p).to_le_bytes() == head[9..13])
+}
+
+/// The generation of the snapshot on disk, if it reads as one.
+fn snapshot_generation(dir: &Path) -> Option<u64> {
+    let b = read_optional(&dir.join(SNAP)).ok()??;
+    (b.len() >= HEADER && &b[..12] == SNAP_MAGIC).then(|| u64_at(&b, 12))
 }
 
 fn write_snapshot(dir: &Path, generation: u64, ops: &[Op]) -> Result<u64, Error> {

@@ -733,3 +733,22 @@ fn a_commit_whose_compaction_fails_is_not_written_twice() {
     let t = Tree::open(d.path()).unwrap();
     assert!(t.snapshot_ops() == expected);
 }
+
+#[test]
+fn a_half_written_head_followed_by_zeros_is_a_torn_tail() {
+    // A power loss can leave the marker and part of the length written and the rest
+    // of the extended file zero.
+    let d = TempDir::new("half-head");
+    let mut t = open(d.path());
+    t.put("./A", leaf("1")).unwrap();
+    t.commit().unwrap();
+    let before = t.snapshot_ops();
+    drop(t);
+    let mut tail = vec![RECORD_MARKER, 0x40, 0x01];
+    tail.resize(64, 0);
+    append_bytes(&d.file(LOG), &tail);
+    let (ins, _) = inspect(d.path()).unwrap();
+    assert_eq!(ins.torn_tail, tail.len() as u64);
+    let t = Tree::open(d.path()).unwrap();
+    assert_eq!(t.snapshot_ops(), before);
+}

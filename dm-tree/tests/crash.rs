@@ -270,6 +270,61 @@ fn apply_child(state: &Path, msg: &Path, kill_after: Option<Duration>) -> (Outpu
     (out, t.elapsed())
 }
 
+/// One kill round: applies `msg` (killed after `kill_after`, or run to completion),
+/// checks that the store verifies, and says which of the two states it holds. Any
+/// other state fails the test with `ctx` and where it differs from both.
+struct Round {
+    /// Whether the new state (`after`) was found.
+    landed_after: bool,
+    /// Whether the child was killed (rather than finishing first).
+    killed: bool,
+    took: Duration,
+    report: String,
+}
+
+fn kill_round(
+    state: &Path,
+    msg: &Path,
+    kill_after: Option<Duration>,
+    (before, after): (&State, &State),
+    ctx: &dyn Fn(&std::process::ExitStatus) -> String,
+) -> Round {
+    let (out, took) = apply_child(state, msg, kill_after);
+    let exited = out.status.code();
+    assert!(
+        matches!(exited, None | Some(0)) && (exited.is_some() || kill_after.is_some()),
+        "{}: apply failed without being killed: {}\n{}",
+        ctx(&out.status),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = verify_ok(state);
+    let now = state_of(state);
+    let landed_after = if now == *before {
+        assert!(
+            exited.is_none(),
+            "{}: the apply finished but the state is the old one",
+            ctx(&out.status)
+        );
+        false
+    } else if now == *after {
+        true
+    } else {
+        panic!(
+            "{}: the state is neither the old one ({}) nor the new one ({})\nverify: {report}",
+            ctx(&out.status),
+            first_difference(&now, before),
+            first_difference(&now, after)
+        );
+    };
+    Round {
+        landed_after,
+        killed: exited.is_none(),
+        took,
+        report,
+    }
+}
+
 /// A fresh tree in `state` (whatever was there is removed).
 fn fresh_tree(state: &Path) {
     let _ = std::fs::remove_dir_all(state);
@@ -348,60 +403,41 @@ fn killed_applies_leave_the_old_or_the_new_state() {
     for round in 0..rounds {
         let calibrating = round % CALIBRATE_EVERY == CALIBRATE_EVERY - 1;
         let delay = Duration::from_micros(rng.up_to(window));
-        let (out, took) = apply_child(&state, &files[at], (!calibrating).then_some(delay));
-        in_apply += took;
-        if calibrating {
-            window = took.as_micros() as u64;
-        }
-        let exited = out.status.code();
-        assert!(
-            matches!(exited, None | Some(0)) && (exited.is_some() || !calibrating),
-            "round {round}: apply failed without being killed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-
         let t = Instant::now();
-        let report = verify_ok(&state);
-        if report.contains("interrupted commit") {
+        let ctx = |status: &std::process::ExitStatus| {
+            format!("round {round} (seed {seed:#x}), message {at}, kill after {delay:?}, child {status}")
+        };
+        let r = kill_round(
+            &state,
+            &files[at],
+            (!calibrating).then_some(delay),
+            (&expected[at], &expected[at + 1]),
+            &ctx,
+        );
+        in_apply += r.took;
+        in_checks += t.elapsed() - r.took;
+        if calibrating {
+            window = r.took.as_micros() as u64;
+        }
+        if r.report.contains("interrupted commit") {
             torn += 1;
         }
-        let now = state_of(&state);
-        in_checks += t.elapsed();
-        let ctx = || {
-            format!(
-                "round {round} (seed {seed:#x}), message {at}, kill after {delay:?}, child {}",
-                out.status
-            )
-        };
-        if now == expected[at] {
-            assert!(
-                exited.is_none(),
-                "{}: the apply finished but the state is the old one",
-                ctx()
-            );
+        if !r.landed_after {
             killed_before += 1;
-        } else if now == expected[at + 1] {
-            if calibrating {
-                calibrations += 1;
-            } else if exited.is_none() {
-                killed_after += 1;
-            } else {
-                finished += 1;
-            }
-            at += 1;
-            if at == msgs.len() {
-                fresh_tree(&state);
-                at = 0;
-                cycles += 1;
-            }
+            continue;
+        }
+        if calibrating {
+            calibrations += 1;
+        } else if r.killed {
+            killed_after += 1;
         } else {
-            panic!(
-                "{}: the state is neither the old one ({}) nor the new one ({})\nverify: {report}",
-                ctx(),
-                first_difference(&now, &expected[at]),
-                first_difference(&now, &expected[at + 1])
-            );
+            finished += 1;
+        }
+        at += 1;
+        if at == msgs.len() {
+            fresh_tree(&state);
+            at = 0;
+            cycles += 1;
         }
     }
     println!(
@@ -525,46 +561,30 @@ fn killed_compactions_leave_the_old_or_the_new_state() {
     for round in 0..rounds {
         let calibrating = round % COMPACT_CALIBRATE_EVERY == COMPACT_CALIBRATE_EVERY - 1;
         let delay = Duration::from_micros(window / 2 + rng.up_to(window / 2));
-        let (out, took) = apply_child(&state, &file, (!calibrating).then_some(delay));
+        let ctx = |status: &std::process::ExitStatus| {
+            format!("round {round} (seed {seed:#x}), kill after {delay:?}, child {status}")
+        };
+        let r = kill_round(
+            &state,
+            &file,
+            (!calibrating).then_some(delay),
+            (&before, &after),
+            &ctx,
+        );
         if calibrating {
-            window = took.as_micros() as u64;
+            window = r.took.as_micros() as u64;
         }
-        let exited = out.status.code();
-        assert!(
-            matches!(exited, None | Some(0)) && (exited.is_some() || !calibrating),
-            "round {round}: apply failed without being killed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report = verify_ok(&state);
-        let now = state_of(&state);
-        let ctx = format!(
-            "round {round} (seed {seed:#x}), kill after {delay:?}, child {}",
-            out.status
-        );
-        if now == before {
-            assert!(
-                exited.is_none(),
-                "{ctx}: finished, but the state is the old one"
-            );
+        if !r.landed_after {
             killed_before += 1;
-        } else if now == after {
-            if calibrating {
-                calibrations += 1;
-            } else if exited.is_some() {
-                finished += 1;
-            } else {
-                killed_after += 1;
-                if generation(&report) > generation(&before_report) {
-                    new_generation += 1;
-                }
-            }
+        } else if calibrating {
+            calibrations += 1;
+        } else if !r.killed {
+            finished += 1;
         } else {
-            panic!(
-                "{ctx}: the state is neither the old one ({}) nor the new one ({})\nverify: {report}",
-                first_difference(&now, &before),
-                first_difference(&now, &after)
-            );
+            killed_after += 1;
+            if generation(&r.report) > generation(&before_report) {
+                new_generation += 1;
+            }
         }
         restore();
     }

@@ -150,31 +150,24 @@ mod tests {
 
     #[test]
     fn headless_takes_the_default_response() {
-        assert_eq!(
-            headless_alert(&alert(1100, "MINDT=15")).code,
-            StatusCode::Ok
-        );
-        assert_eq!(
-            headless_alert(&alert(1101, "MAXDT=15&DR=1")).code,
-            StatusCode::Ok
-        );
-        assert_eq!(
-            headless_alert(&alert(1101, "MAXDT=15&DR=0")).code,
-            StatusCode::NotModified
-        );
+        for (code, opts, want) in [
+            (1100, "MINDT=15", StatusCode::Ok),
+            (1101, "MAXDT=15&DR=1", StatusCode::Ok),
+            (1101, "MAXDT=15&DR=0", StatusCode::NotModified),
+            (1103, "MAXDT=20", StatusCode::OperationCancelled),
+            (1150, "", StatusCode::OptionalFeatureNotSupported),
+        ] {
+            assert_eq!(
+                headless_alert(&alert(code, opts)).code,
+                want,
+                "{code} {opts}"
+            );
+        }
         let t = headless_alert(&alert(1102, "DR=hello+andy!&MAXLEN=30"));
         assert_eq!(t.items[0].data_str(), Some("hello andy!"));
         let m = headless_alert(&alert(1104, "MAXDT=20&DR=1-3,6"));
         let picked: Vec<_> = m.items.iter().filter_map(Item::data_str).collect();
         assert_eq!(picked, ["1", "2", "3", "6"]);
-        assert_eq!(
-            headless_alert(&alert(1103, "MAXDT=20")).code,
-            StatusCode::OperationCancelled
-        );
-        assert_eq!(
-            headless_alert(&alert(1150, "")).code,
-            StatusCode::OptionalFeatureNotSupported
-        );
         assert_eq!(expand_choices("1-4000000000").len(), 256);
     }
 }

@@ -991,19 +991,11 @@ fn a_large_object_survives_the_status_that_opens_the_next_message() {
         )),
         [213]
     );
-    let hdr_status = Command::Status(syncml_core::Status {
-        cmd_id: 1,
-        msg_ref: Some(1),
-        cmd_ref: 0,
-        cmd: "SyncHdr".into(),
-        target_ref: vec![],
-        source_ref: vec![],
-        cred: None,
-        chal: None,
-        data: StatusCode::Ok,
-        items: vec![],
-        extra: vec![],
-    });
+    // The server's next message opens with the Status for the device's header.
+    let device_msg = MessageBuilder::new(DmVersion::V1_2, "1", 1, "srv", "dev").finish();
+    let mut reply = MessageBuilder::reply_to(&device_msg.hdr, 2);
+    reply.status_for_header(StatusCode::Ok);
+    let hdr_status = reply.finish().body.commands.remove(0);
     assert!(s.execute(&mut dm, &mut Headless, &hdr_status).is_empty());
     assert_eq!(
         codes(&s.execute(&mut dm, &mut Headless, &chunk("./V/lo", "def", None, false))),

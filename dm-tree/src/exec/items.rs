@@ -19,6 +19,9 @@ use crate::uri::{child_path, parent_path, Prop, Query, Uri};
 
 type Outcome = Result<Answer, StatusCode>;
 
+/// A complete value with the Meta that describes it.
+type Value = (Vec<u8>, Option<Box<Meta>>);
+
 /// A successful item: its code and any Results items.
 struct Answer {
     code: StatusCode,
@@ -72,6 +75,21 @@ impl Session {
                 r
             })
             .collect()
+    }
+
+    /// The complete value of an Add or Replace item, or `None` when a large-object
+    /// chunk was buffered (213).
+    fn whole_value(
+        &mut self,
+        dm: &DmTree,
+        cmd: &Command,
+        item: &Item,
+    ) -> Result<Option<Value>, StatusCode> {
+        match self.take_data(dm.max_obj_size, cmd, item) {
+            Chunk::Buffered => Ok(None),
+            Chunk::Refused(c) => Err(c),
+            Chunk::Complete(v, m) => Ok(Some((v, m))),
+        }
     }
 
     fn may(&self, node: NodeRef<'_>, cmd: AclCmd) -> Result<(), StatusCode> {
@@ -133,10 +151,8 @@ impl Session {
                 check_occurrence(dm, p, d)?;
             }
         }
-        let (value, meta) = match self.take_data(dm.max_obj_size, cmd, item) {
-            Chunk::Buffered => return chunk_buffered(),
-            Chunk::Refused(c) => return Err(c),
-            Chunk::Complete(v, m) => (v, m),
+        let Some((value, meta)) = self.whole_value(dm, cmd, item)? else {
+            return chunk_buffered();
         };
         let ddf = match dm.schema.lookup(path) {
             Lookup::Node(d) => Some(d.clone()),
@@ -310,10 +326,8 @@ impl Session {
             return Err(StatusCode::CommandNotAllowed);
         }
         let old = node.record().clone();
-        let (value, meta) = match self.take_data(dm.max_obj_size, cmd, item) {
-            Chunk::Buffered => return chunk_buffered(),
-            Chunk::Refused(c) => return Err(c),
-            Chunk::Complete(v, m) => (v, m),
+        let Some((value, meta)) = self.whole_value(dm, cmd, item)? else {
+            return chunk_buffered();
         };
         // Format: the DDF's if it fixes one, else the one sent, else the node's own.
         let sent = sent_format(meta.as_deref())?;
@@ -473,11 +487,7 @@ impl Session {
         let path = uri.as_str();
         let node = dm.tree.get(path).ok_or(StatusCode::NotFound)?;
         self.may(node, AclCmd::Get)?;
-        if let Lookup::Node(d) = dm.schema.lookup(path) {
-            if !d.access.allows(AccessOp::Get) {
-                return Err(StatusCode::CommandNotAllowed);
-            }
-        }
+        ddf_permits(dm, path, AccessOp::Get)?;
         let results = match uri.query() {
             Query::None => {
                 let (format, type_, data) = self.node_value(dm, path)?;
@@ -594,18 +604,10 @@ impl Session {
         // A copy reads every node it copies: each must be one this server may Get
         // (ACL and DDF), or the copy would hand out what a Get refuses. A described
         // source must also list Copy in its AccessType.
-        if let Lookup::Node(d) = dm.schema.lookup(sp) {
-            if !d.access.allows(AccessOp::Copy) {
-                return Err(StatusCode::CommandNotAllowed);
-            }
-        }
+        ddf_permits(dm, sp, AccessOp::Copy)?;
         for n in s.descendants() {
             self.may(n, AclCmd::Get)?;
-            if let Lookup::Node(d) = dm.schema.lookup(n.path()) {
-                if !d.access.allows(AccessOp::Get) {
-                    return Err(StatusCode::CommandNotAllowed);
-                }
-            }
+            ddf_permits(dm, n.path(), AccessOp::Get)?;
         }
         let copied: Vec<(String, Record)> = s
             .descendants()
@@ -869,4 +871,12 @@ fn check_limits(dm: &DmTree, path: &str) -> Result<(), StatusCode> {
     Uri::parse(path, &dm.uri_limits)
         .map(|_| ())
         .map_err(|e| e.status())
+}
+
+/// Refuses (405) a command the DDF describing `path` does not list in its AccessType.
+fn ddf_permits(dm: &DmTree, path: &str, op: AccessOp) -> Result<(), StatusCode> {
+    match dm.schema.lookup(path) {
+        Lookup::Node(d) if !d.access.allows(op) => Err(StatusCode::CommandNotAllowed),
+        _ => Ok(()),
+    }
 }

@@ -1,4 +1,19 @@
-//! The device-side DM agent.
+//! The device side of OMA DM: what a handset or IoT vendor embeds to be managed.
 //!
-//! Not implemented yet: this crate is filled by issue 5 (sans-IO session engine,
-//! download and update agents, the `dm-client` binary). It exports nothing yet.
+//! - [`session`]: the sans-IO session engine (bytes and time in; bytes, jobs and
+//!   events out).
+//! - [`firmware`]: the firmware-update extension commands and FUMO, executed on the
+//!   device's `dm-tree`.
+//! - [`download`]: the download agent (HTTP/HTTPS with Range resume, download
+//!   descriptors).
+//! - [`update`]: the update agent trait and a reference two-slot agent.
+//! - [`notify`]: package #0 verification, the UDP listener and HTTP long-poll.
+//! - [`transport`]: the HTTP transport that drives a session.
+
+pub mod download;
+pub mod firmware;
+pub mod notify;
+pub mod session;
+#[cfg(feature = "http")]
+pub mod transport;
+pub mod update;

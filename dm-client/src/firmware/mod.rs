@@ -1,0 +1,1 @@
+//! Firmware-update extension commands and FUMO (filled in by its own change).

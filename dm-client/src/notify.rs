@@ -1,0 +1,1 @@
+//! Package #0 handling (filled in by its own change).

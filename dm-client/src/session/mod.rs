@@ -1,0 +1,1 @@
+//! The sans-IO session engine (filled in by its own change).

@@ -1,0 +1,1 @@
+//! The HTTP transport (filled in by its own change).

@@ -1,0 +1,48 @@
+//! The update agent: what rewrites the firmware. A trait, so that a vendor plugs in
+//! its own bootloader, and a reference agent that keeps two slots in a directory.
+
+use std::path::Path;
+
+/// The result of an update, known only after the reboot that follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The new firmware booted and passed its check.
+    Updated { from: String, to: String },
+    /// The update could not be completed; the device runs the old firmware.
+    /// `code` is the FUMO result code (410 update failed, 402 corrupted ...).
+    Failed { code: u16, reason: String },
+}
+
+/// Why the agent could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (FUMO result {code})")]
+pub struct UpdateError {
+    /// The FUMO result code to report.
+    pub code: u16,
+    pub reason: String,
+}
+
+/// Rewrites the firmware.
+///
+/// The order of calls: [`stage`](UpdateAgent::stage) a verified package, then
+/// [`reboot`](UpdateAgent::reboot); at every start, [`boot`](UpdateAgent::boot), then
+/// read [`outcome`](UpdateAgent::outcome) and, once it is safely recorded,
+/// [`clear_outcome`](UpdateAgent::clear_outcome). Every step survives a power loss:
+/// calling it again after one finishes it.
+pub trait UpdateAgent {
+    /// The version of the running firmware.
+    fn current_version(&self) -> String;
+    /// Writes the firmware of `package` (full or delta) to where the next boot takes
+    /// it from, without touching the running firmware.
+    fn stage(&mut self, package: &Path) -> Result<(), UpdateError>;
+    /// Switches to the staged firmware. A real agent does not return; the reference
+    /// agent returns and the next [`boot`](UpdateAgent::boot) plays the reboot.
+    fn reboot(&mut self) -> Result<(), UpdateError>;
+    /// Runs at every start: checks a newly switched firmware and falls back to the
+    /// previous one if the check fails.
+    fn boot(&mut self) -> Result<(), UpdateError>;
+    /// The outcome of the last update, kept until cleared.
+    fn outcome(&self) -> Option<Outcome>;
+    /// Forgets the outcome once the client has recorded it.
+    fn clear_outcome(&mut self) -> Result<(), UpdateError>;
+}

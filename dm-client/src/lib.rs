@@ -9,7 +9,9 @@
 //! - [`update`]: the update agent trait and a reference two-slot agent.
 //! - [`notify`]: package #0 verification, the UDP listener and HTTP long-poll.
 //! - [`transport`]: the HTTP transport that drives a session.
+//! - [`account`]: provisioning a server account in the tree.
 
+pub mod account;
 pub mod download;
 pub mod firmware;
 pub mod notify;

@@ -25,7 +25,10 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     /// The transfer started, `resumed_from` bytes already on disk.
-    Started { resumed_from: u64, total: Option<u64> },
+    Started {
+        resumed_from: u64,
+        total: Option<u64>,
+    },
     /// More bytes arrived.
     Received { done: u64, total: Option<u64> },
 }

@@ -206,6 +206,15 @@ mod tests {
         assert_eq!(content_type(&[]), Err(0));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_without_panic(pdu in proptest::collection::vec(0u8..=255, 0..64)) {
+            if let Ok(push) = parse_push(&pdu) {
+                proptest::prop_assert!(push.data.len() <= pdu.len().saturating_sub(3));
+            }
+        }
+    }
+
     #[test]
     fn push_pdu_parts() {
         let pdu = [0x01, 0x06, 0x03, 0xC4, 0xAF, 0x87, 0xAA, 0xBB];

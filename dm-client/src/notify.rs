@@ -1,1 +1,0 @@
-//! Package #0 handling (filled in by its own change).

@@ -10,6 +10,7 @@
 //! - [`notify`]: package #0 verification, the UDP listener and HTTP long-poll.
 //! - [`transport`]: the HTTP transport that drives a session.
 //! - [`account`]: provisioning a server account in the tree.
+//! - `device` (feature `device`): all of it wired together for a state directory.
 
 pub mod account;
 pub mod download;
@@ -19,3 +20,10 @@ pub mod session;
 #[cfg(feature = "http")]
 pub mod transport;
 pub mod update;
+#[cfg(feature = "device")]
+pub mod device;
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,393 @@
+//! A managed device: the tree, the firmware side, the update agent and the HTTP
+//! parts wired to the session engine. This is the driver the `dm-client` binary
+//! and the simulator run; a vendor with its own transport drives
+//! [`crate::session`] directly instead.
+//!
+//! A state directory holds:
+//!
+//! ```text
+//! client.toml   settings (DeviceConfig)
+//! tree/         the management tree (dm-tree store and DDFs)
+//! packages/     firmware packages being downloaded or kept
+//! slots/        the reference update agent's two firmware slots
+//! ```
+
+mod config;
+pub mod daemon;
+pub mod simulate;
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dm_tree::DmTree;
+use syncml_core::Command;
+
+use crate::account::{provision, AccountSpec};
+use crate::download::{http::HttpConfig, http::HttpDownloader, DownloadError, Downloader, Fetched, Progress, Request};
+use crate::firmware::{Firmware, FirmwareConfig, Ui, Work};
+use crate::session::{self, ClientSession, Outcome, Step, Trigger};
+use crate::transport::{HttpTransport, HttpTransportConfig};
+use crate::update::{SlotAgent, UpdateAgent};
+
+pub use config::DeviceConfig;
+
+/// Why the device could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("tree: {0}")]
+    Tree(#[from] dm_tree::Error),
+    #[error("session: {0}")]
+    Session(#[from] session::SessionError),
+    #[error("firmware: {0}")]
+    Firmware(#[from] crate::firmware::Error),
+    #[error("update agent: {0}")]
+    Update(#[from] crate::update::UpdateError),
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl DeviceError {
+    fn io(path: &Path, e: impl std::fmt::Display) -> DeviceError {
+        DeviceError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What `dm-client init` sets up.
+#[derive(Debug, Clone)]
+pub struct InitSpec {
+    pub server_url: String,
+    pub server_id: String,
+    pub device_id: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub firmware_version: String,
+    /// The image in the first slot (a synthetic one when none is given).
+    pub firmware_image: Option<Vec<u8>>,
+    /// `BASIC`, `DIGEST` or `HMAC`.
+    pub auth_type: String,
+    pub user: String,
+    pub password: String,
+    pub server_password: Option<String>,
+    /// Ed25519 public keys (b64) packages must be signed with.
+    pub firmware_keys: Vec<String>,
+    pub config: DeviceConfig,
+}
+
+/// The FUMO and FWUpdate slots every device gets.
+const SLOT: &str = "1";
+
+/// Writes the device's standard nodes, account, slots and keys into `dm`.
+fn provision_device(dm: &mut DmTree, spec: &InitSpec) -> Result<(), DeviceError> {
+    provision(
+        dm,
+        &AccountSpec {
+            name: "1".into(),
+            server_id: spec.server_id.clone(),
+            addr: spec.server_url.clone(),
+            auth_type: spec.auth_type.clone(),
+            user: spec.user.clone(),
+            password: spec.password.clone(),
+            server_auth: spec.server_password.clone().map(|p| (spec.server_id.clone(), p)),
+        },
+    )?;
+    for (i, key) in spec.firmware_keys.iter().enumerate() {
+        let path = format!("./DevDetail/Ext/FwKeys/k{i}");
+        dm.tree.ensure_interior("./DevDetail/Ext/FwKeys")?;
+        dm.set(&path, key.as_bytes())?;
+    }
+    dm.set("./DevDetail/FwV", spec.firmware_version.as_bytes())?;
+    dm.tree.commit()?;
+    Firmware::create_fumo(dm, SLOT)?;
+    Firmware::create_fwupdate(dm, SLOT)?;
+    Ok(())
+}
+
+fn devinfo(spec: &InitSpec) -> Vec<(String, String)> {
+    vec![
+        ("DevId".into(), spec.device_id.clone()),
+        ("Man".into(), spec.manufacturer.clone()),
+        ("Mod".into(), spec.model.clone()),
+        ("DmV".into(), "1.2".into()),
+        ("Lang".into(), "en-US".into()),
+    ]
+}
+
+fn synthetic_image(spec: &InitSpec) -> Vec<u8> {
+    spec.firmware_image
+        .clone()
+        .unwrap_or_else(|| format!("{} firmware {}\n", spec.model, spec.firmware_version).into_bytes())
+}
+
+/// A device and everything it runs.
+pub struct Device {
+    pub dm: DmTree,
+    pub firmware: Firmware,
+    pub agent: Box<dyn UpdateAgent + Send>,
+    pub config: DeviceConfig,
+    transport: HttpTransport,
+    downloader: HttpDownloader,
+    /// Receives download progress (the binary draws a bar on a terminal).
+    progress: Option<Box<dyn FnMut(&str, Progress) + Send>>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// What one [`Device::run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub sessions: Vec<Outcome>,
+    /// Downloads and updates run after the sessions.
+    pub work_done: usize,
+    /// Whether the firmware was switched (and the reboot played).
+    pub rebooted: bool,
+}
+
+impl RunSummary {
+    /// Whether every session ended normally.
+    pub fn ok(&self) -> bool {
+        self.sessions.iter().all(|o| o.result.is_ok())
+    }
+}
+
+impl Device {
+    /// Creates a device's state directory. Refuses a directory that holds one.
+    pub fn init(dir: &Path, spec: &InitSpec) -> Result<(), DeviceError> {
+        if dir.join(config::FILE).exists() {
+            return Err(DeviceError::Config(format!("{} already holds a device", dir.display())));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| DeviceError::io(dir, e))?;
+        let mut dm = DmTree::init(&dir.join("tree"), &[], &devinfo(spec))?;
+        provision_device(&mut dm, spec)?;
+        SlotAgent::init(&dir.join("slots"), &synthetic_image(spec), &spec.firmware_version)?;
+        let mut cfg = spec.config.clone();
+        cfg.server_id = spec.server_id.clone();
+        cfg.save(dir)
+    }
+
+    /// Opens a device's state directory and boots it: a firmware switched before a
+    /// power loss or reboot is checked, and its outcome recorded for the server.
+    pub fn open(dir: &Path, ui: Box<dyn Ui>) -> Result<Device, DeviceError> {
+        let config = DeviceConfig::load(dir)?;
+        let dm = DmTree::open(&dir.join("tree"))?;
+        let agent = SlotAgent::open(&dir.join("slots"))?;
+        Device::assemble(dm, Box::new(agent), config, &dir.join("packages"), ui)
+    }
+
+    /// A device whose tree lives in memory (the simulator), with its packages and
+    /// slots under `dir`.
+    pub fn in_memory(dir: &Path, spec: &InitSpec, ui: Box<dyn Ui>) -> Result<Device, DeviceError> {
+        let mut dm = DmTree::in_memory(&devinfo(spec))?;
+        provision_device(&mut dm, spec)?;
+        let slots = dir.join("slots");
+        let agent = match SlotAgent::open(&slots) {
+            Ok(a) => a,
+            Err(_) => SlotAgent::init(&slots, &synthetic_image(spec), &spec.firmware_version)?,
+        };
+        let mut cfg = spec.config.clone();
+        cfg.server_id = spec.server_id.clone();
+        Device::assemble(dm, Box::new(agent), cfg, &dir.join("packages"), ui)
+    }
+
+    fn assemble(
+        mut dm: DmTree,
+        mut agent: Box<dyn UpdateAgent + Send>,
+        config: DeviceConfig,
+        packages: &Path,
+        ui: Box<dyn Ui>,
+    ) -> Result<Device, DeviceError> {
+        std::fs::create_dir_all(packages).map_err(|e| DeviceError::io(packages, e))?;
+        let mut firmware = Firmware::new(
+            FirmwareConfig {
+                packages_dir: packages.to_owned(),
+                max_package: config.max_package_bytes,
+            },
+            ui,
+        );
+        firmware.install(&mut dm);
+        agent.boot()?;
+        firmware.on_boot(&mut dm, agent.as_mut())?;
+        if let Some(iccid) = &config.sim_iccid {
+            firmware.check_sim(&mut dm, iccid, config.sim_imsi.as_deref());
+        }
+        let ca = config.extra_ca_pem()?;
+        let transport = HttpTransport::new(HttpTransportConfig {
+            timeout: config.response_timeout(),
+            extra_root_certs_pem: ca.clone(),
+            ..HttpTransportConfig::default()
+        })
+        .map_err(|e| DeviceError::Transport(e.to_string()))?;
+        let downloader = HttpDownloader::new(HttpConfig {
+            timeout: std::time::Duration::from_secs(config.download_timeout_secs.max(1)),
+            extra_root_certs_pem: ca,
+            ..HttpConfig::default()
+        })
+        .map_err(|e| DeviceError::Transport(e.to_string()))?;
+        Ok(Device {
+            dm,
+            firmware,
+            agent,
+            config,
+            transport,
+            downloader,
+            progress: None,
+        })
+    }
+
+    /// Sets the receiver of download progress.
+    pub fn on_progress(&mut self, f: Box<dyn FnMut(&str, Progress) + Send>) {
+        self.progress = Some(f);
+    }
+
+    /// One session with the configured server, from package 1 to its end.
+    pub fn session(&mut self, trigger: Trigger) -> Result<Outcome, DeviceError> {
+        let cfg = session::Config {
+            encoding: self.config.encoding()?,
+            response_timeout: self.config.response_timeout(),
+            ..session::Config::default()
+        };
+        let server_id = self.config.server_id.clone();
+        let reports = self.firmware.reports(&self.dm, &server_id);
+        let (mut s, mut step) = ClientSession::start(&self.dm, cfg, &server_id, trigger, reports, Instant::now())?;
+        loop {
+            step = match step {
+                Step::Send(t) => match self.transport.post(&t.url, t.content_type, t.hmac.as_deref(), &t.body) {
+                    Ok(r) => {
+                        let reply = session::Reply {
+                            status: r.status,
+                            content_type: r.content_type,
+                            hmac: r.hmac,
+                            body: r.body,
+                        };
+                        s.receive(&mut self.dm, &mut self.firmware, reply, Instant::now())
+                    }
+                    Err(e) => s.transport_failed(&e.to_string()),
+                },
+                Step::Download(req) => {
+                    let result = self.fetch(&req);
+                    s.download_done(&mut self.dm, &mut self.firmware, result, Instant::now())
+                }
+                Step::Done(outcome) => {
+                    for e in s.take_events() {
+                        tracing::debug!(?e, "session event");
+                    }
+                    return Ok(outcome);
+                }
+            };
+        }
+    }
+
+    fn fetch(&mut self, req: &Request) -> Result<Fetched, DownloadError> {
+        let url = req.url.clone();
+        let mut sink = |p: Progress| {
+            if let Some(f) = self.progress.as_mut() {
+                f(&url, p)
+            }
+        };
+        self.downloader.fetch(req, &mut sink)
+    }
+
+    /// Runs the work sessions left behind: FUMO downloads, then updates (stage,
+    /// reboot, and the boot that follows). Returns how many were run and whether
+    /// the firmware was switched.
+    pub fn work(&mut self) -> Result<(usize, bool), DeviceError> {
+        let mut done = 0;
+        let mut rebooted = false;
+        // Each step moves a slot on (download, then update), so a few rounds end it;
+        // the bound keeps a confused slot from looping.
+        for _ in 0..8 {
+            let work = self.firmware.pending_work(&self.dm);
+            if work.is_empty() {
+                break;
+            }
+            for w in work {
+                done += 1;
+                match &w {
+                    Work::Download { request, .. } => {
+                        let result = self.fetch(request);
+                        self.firmware.download_done(&mut self.dm, &w, result);
+                    }
+                    Work::Update { .. } => {
+                        let Ok(package) = self.firmware.begin_update(&mut self.dm, &w, self.agent.as_ref()) else {
+                            continue;
+                        };
+                        match self.agent.stage(&package).and_then(|()| self.agent.reboot()) {
+                            Ok(()) => {
+                                // The reference agent returns from reboot; the boot that a
+                                // real device would do next is played here.
+                                rebooted = true;
+                                self.agent.boot()?;
+                                self.firmware.on_boot(&mut self.dm, self.agent.as_mut())?;
+                            }
+                            Err(e) => self.firmware.update_failed(&mut self.dm, &w, &e),
+                        }
+                    }
+                }
+            }
+        }
+        Ok((done, rebooted))
+    }
+
+    /// What `dm-client run` does: a session, the work it left, and further
+    /// sessions while the device owes the server a report (at most three in all).
+    pub fn run(&mut self, trigger: Trigger) -> Result<RunSummary, DeviceError> {
+        let mut summary = RunSummary {
+            sessions: Vec::new(),
+            work_done: 0,
+            rebooted: false,
+        };
+        let mut trigger = trigger;
+        for _ in 0..3 {
+            let outcome = self.session(trigger)?;
+            let failed = outcome.result.is_err();
+            summary.sessions.push(outcome);
+            if failed {
+                break;
+            }
+            let (n, rebooted) = self.work()?;
+            summary.work_done += n;
+            summary.rebooted |= rebooted;
+            if self.firmware.reports(&self.dm, &self.config.server_id).is_empty() {
+                break;
+            }
+            trigger = Trigger::Client { session_id: new_session_id() };
+        }
+        Ok(summary)
+    }
+
+    /// The firmware version the device runs.
+    pub fn firmware_version(&self) -> String {
+        self.agent.current_version()
+    }
+
+    /// The reports the device owes its server, for display.
+    pub fn owed(&self) -> Vec<Command> {
+        self.firmware
+            .reports(&self.dm, &self.config.server_id)
+            .into_iter()
+            .map(|r| r.command)
+            .collect()
+    }
+}
+
+/// A session id for a client-initiated session: the clock's low bits in hex. It only
+/// has to differ from the last session's.
+pub fn new_session_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    format!("{:X}", (now as u16).max(1))
+}
+
+/// The state directory's tree path, for tools.
+pub fn tree_dir(dir: &Path) -> PathBuf {
+    dir.join("tree")
+}

@@ -78,7 +78,8 @@ pub fn default_health_check(image: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Size limits of the slot agent.
+/// Size limits of the slot agent. Slot images are read under `max_image_len` too, so
+/// it must not drop below the size of the running image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The largest firmware image a slot may hold (and a package may build).

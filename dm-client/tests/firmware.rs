@@ -538,6 +538,15 @@ fn verify_writes_the_verdict_for_each_check() {
     // A full package for any source version fits.
     let any_source = build_full(&spec("M1", ""), b"image", Some(&key));
     assert_eq!(verify_bytes(&mut d, &any_source).1, "200 OK");
+    // The version the server announced in PkgVersion is the one to install.
+    d.set("./FWUpdate/x/PkgVersion", "3.0");
+    let (_, text) = verify_bytes(&mut d, &package(Some(&key)));
+    assert!(
+        text.starts_with("403 package-device mismatch: package installs"),
+        "{text}"
+    );
+    d.set("./FWUpdate/x/PkgVersion", "2.0");
+    assert_eq!(verify_bytes(&mut d, &package(Some(&key))).1, "200 OK");
 }
 
 #[test]

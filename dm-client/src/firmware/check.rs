@@ -82,7 +82,11 @@ pub fn trusted_keys(tree: &Tree) -> Option<Vec<PublicKey>> {
 pub struct Expect<'a> {
     pub keys: Option<&'a [PublicKey]>,
     pub model: &'a str,
+    /// The version the device runs (the package's source version must match).
     pub version: &'a str,
+    /// The version the server announced in the slot's PkgVersion (empty: none);
+    /// the package must install that one.
+    pub target_version: &'a str,
 }
 
 /// Reads the header of a package file and streams its payload through the
@@ -134,6 +138,15 @@ pub fn check_file(path: &Path, max: u64, expect: Option<&Expect<'_>>) -> Result<
         };
         pkg.check_fit(x.model, x.version)
             .map_err(|e| Verdict::from_package(&e))?;
+        if !x.target_version.is_empty() && x.target_version != header.to_version {
+            return Err(Verdict {
+                code: 403,
+                reason: format!(
+                    "package installs version {:?}, PkgVersion says {:?}",
+                    header.to_version, x.target_version
+                ),
+            });
+        }
     }
     Ok(header)
 }
@@ -178,6 +191,7 @@ mod tests {
             keys: Some(&keys),
             model: "M1",
             version: "1.0",
+            target_version: "",
         };
         assert_eq!(check_file(&p, 1 << 20, Some(&x)).unwrap().to_version, "2.0");
         // Too large for the device.
@@ -195,6 +209,17 @@ mod tests {
         std::fs::write(&p, &good).unwrap();
         let other = Expect { model: "M2", ..x };
         assert_eq!(check_file(&p, 1 << 20, Some(&other)).unwrap_err().code, 403);
+        let announced = Expect {
+            target_version: "3.0",
+            ..x
+        };
+        let v = check_file(&p, 1 << 20, Some(&announced)).unwrap_err();
+        assert_eq!((v.code, v.reason.contains("\"3.0\"")), (403, true));
+        let same = Expect {
+            target_version: "2.0",
+            ..x
+        };
+        assert!(check_file(&p, 1 << 20, Some(&same)).is_ok());
         // Missing file.
         assert_eq!(
             check_file(&d.path().join("none"), 1 << 20, None)

@@ -280,10 +280,12 @@ fn verify(
     let keys = trusted_keys(&dm.tree);
     let model = nodes::text(&dm.tree, "./DevInfo/Mod").unwrap_or_default();
     let version = nodes::text(&dm.tree, "./DevDetail/FwV").unwrap_or_default();
+    let pkg_version = nodes::text(&dm.tree, &format!("{slot}/PkgVersion")).unwrap_or_default();
     let expect = Expect {
         keys: keys.as_deref(),
         model: &model,
         version: &version,
+        target_version: &pkg_version,
     };
     let verdict = check_file(&file, fw.config.max_package, Some(&expect));
     let text = match &verdict {

@@ -141,9 +141,10 @@ fn accept(
         tracing::error!("{slot}: {e}");
         StatusCode::CommandFailed
     };
+    // Bytes pushed into PkgData go to the file now, before a download replaces it.
+    absorb_pkg_data(tree, dir, slot).map_err(fail)?;
     let (phase, url, next_state) = match kind {
         JobKind::FumoUpdate => {
-            absorb_pkg_data(tree, dir, slot).map_err(fail)?;
             if !package_file(dir, slot).exists() {
                 return Err(StatusCode::CommandNotAllowed);
             }
@@ -292,10 +293,12 @@ pub fn begin_update(
     let keys = trusted_keys(&dm.tree);
     let model = nodes::text(&dm.tree, "./DevInfo/Mod").unwrap_or_default();
     let version = agent.current_version();
+    let pkg_version = nodes::text(&dm.tree, &format!("{node}/PkgVersion")).unwrap_or_default();
     let expect = Expect {
         keys: keys.as_deref(),
         model: &model,
         version: &version,
+        target_version: &pkg_version,
     };
     let verdict = check_file(&package, config.max_package, Some(&expect));
     let recorded = (|| match &verdict {

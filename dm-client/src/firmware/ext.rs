@@ -23,7 +23,7 @@ use super::check::{check_file, trusted_keys, Expect};
 use super::nodes::{self, canonical, ensure_slot, is_fwupdate, may_work_on, set_leaf, set_state};
 use super::records::{self, Job, JobKind, Phase, SlotRecord};
 use super::store::{self, absorb_pkg_data, address_file, package_file};
-use super::{download_result, state, Begin, DownloadOffer, Firmware, DOWNLOAD_TIMEOUT};
+use super::{state, Begin, DownloadOffer, Firmware, DOWNLOAD_TIMEOUT};
 use crate::download::{DownloadError, Fetched, Request};
 
 /// Executes an extension command that reached the tree's executor.
@@ -194,7 +194,7 @@ pub fn end_download(
         },
         Err(e) => (
             failed_download_status(&e),
-            Some(format!("{} download failed: {e}", download_result(&e))),
+            Some(format!("{} download failed: {e}", e.fumo_result())),
         ),
     };
     let recorded = (|| {

@@ -35,9 +35,7 @@ use super::nodes::{self, is_fumo, is_fwupdate, set_leaf, set_state, slot_of};
 use super::records::{self, Job, JobKind, Phase, SlotRecord};
 use super::reports::owe_outcome;
 use super::store::{self, absorb_pkg_data, package_file};
-use super::{
-    download_result, state, Error, FirmwareConfig, Work, DOWNLOAD_TIMEOUT, MAX_UPDATE_ATTEMPTS,
-};
+use super::{state, Error, FirmwareConfig, Work, DOWNLOAD_TIMEOUT, MAX_UPDATE_ATTEMPTS};
 use crate::download::{DownloadError, Fetched, Request};
 use crate::update::{Outcome, UpdateAgent, UpdateError};
 
@@ -65,6 +63,11 @@ pub fn install(config: &FirmwareConfig, dm: &mut DmTree) {
         );
     }
     let prepared = (|| {
+        // The downloader writes into this directory but does not create it.
+        std::fs::create_dir_all(&config.packages_dir).map_err(|e| Error::Io {
+            path: config.packages_dir.clone(),
+            reason: e.to_string(),
+        })?;
         records::ensure_private(&mut dm.tree)?;
         let slots: Vec<String> = dm
             .tree
@@ -232,7 +235,7 @@ pub fn download_done(
         Ok(_) => check_file(&file, config.max_package, None)
             .err()
             .map(|v| (v.code, v.reason)),
-        Err(e) => Some((download_result(&e), e.to_string())),
+        Err(e) => Some((e.fumo_result(), e.to_string())),
     };
     let recorded = (|| {
         match failure {

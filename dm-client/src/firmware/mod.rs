@@ -288,22 +288,3 @@ impl Hooks for Firmware {
         ext::execute(self, dm, server_id, cmd)
     }
 }
-
-/// The FUMO result code of a failed download.
-// TODO(integrator): `DownloadError::fumo_result` (branch `download`) replaces this.
-fn download_result(e: &DownloadError) -> u16 {
-    match e {
-        DownloadError::BadUrl(_) => 411,
-        DownloadError::Auth(_) => 406,
-        DownloadError::Timeout => 407,
-        DownloadError::Unavailable(_) => 412,
-        DownloadError::Server(_) => 500,
-        DownloadError::TooLarge { .. } | DownloadError::Storage(_) => 501,
-        DownloadError::Network(_) => 503,
-        DownloadError::Descriptor(_) => 400,
-        DownloadError::Cancelled => 401,
-        // Variants added on the `download` branch, until its fumo_result is used.
-        #[allow(unreachable_patterns)]
-        _ => 400,
-    }
-}

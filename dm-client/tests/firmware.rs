@@ -334,13 +334,21 @@ fn dl_prompt_refusal_downloads_nothing() {
     assert_eq!(seen[0].name.as_deref(), Some("Big update"));
     assert_eq!(d.state_of("./FWUpdate/x"), state::IDLE);
     assert_eq!(std::fs::read_dir(&d.packages).unwrap().count(), 0);
+    // A refusal changes nothing, not even the slot a download would have created.
+    let fresh = get_fw("./FWUpdate/fresh", URL, true);
+    assert_eq!(
+        d.fw.begin_download(&mut d.dm, "srv", &fresh),
+        Begin::Answer(StatusCode::NotModified)
+    );
+    assert!(!d.dm.tree.contains("./FWUpdate/fresh"));
+    assert!(!d.dm.tree.has_pending());
     // Without DL_Prompt, the same user is not asked.
     let quiet = get_fw("./FWUpdate/x", URL, false);
     assert!(matches!(
         d.fw.begin_download(&mut d.dm, "srv", &quiet),
         Begin::Fetch(_)
     ));
-    assert_eq!(offers.lock().unwrap().len(), 1);
+    assert_eq!(offers.lock().unwrap().len(), 2, "asked only with DL_Prompt=1");
 }
 
 #[test]

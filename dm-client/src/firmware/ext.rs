@@ -26,8 +26,11 @@ use super::store::{self, absorb_pkg_data, address_file, package_file};
 use super::{state, Begin, DownloadOffer, Firmware, DOWNLOAD_TIMEOUT};
 use crate::download::{DownloadError, Fetched, Request};
 
-/// Executes an extension command that reached the tree's executor.
+/// Executes an extension command that reached the tree's executor. A refused
+/// command (`Err`) changes nothing: what it wrote (a slot created on demand) is
+/// rolled back. A verification that fails is not refused: its verdict stays.
 pub fn execute(fw: &mut Firmware, dm: &mut DmTree, server: &str, cmd: &Command) -> StatusCode {
+    let mark = dm.tree.mark();
     let out = match cmd {
         Command::GetFirmwareUpdate(_) | Command::Download(_) => {
             nested_download(fw, dm, server, cmd)
@@ -39,7 +42,18 @@ pub fn execute(fw: &mut Firmware, dm: &mut DmTree, server: &str, cmd: &Command) 
         // not an extension command this device knows.
         _ => Err(StatusCode::OptionalFeatureNotSupported),
     };
-    out.unwrap_or_else(|code| code)
+    out.unwrap_or_else(|code| undo(dm, mark, code))
+}
+
+/// Rolls the tree back to `mark` and answers `code` (500 if even that fails).
+fn undo(dm: &mut DmTree, mark: dm_tree::tree::Mark, code: StatusCode) -> StatusCode {
+    match dm.tree.rollback(mark) {
+        Ok(()) => code,
+        Err(e) => {
+            tracing::error!("rolling back a refused command: {e}");
+            StatusCode::CommandFailed
+        }
+    }
 }
 
 /// The first Item of a command (412 without one).
@@ -105,10 +119,14 @@ fn identical_stored(fw: &Firmware, dm: &DmTree, slot: &str, url: &str) -> bool {
         && check_file(&file, fw.config.max_package, None).is_ok()
 }
 
+/// Decides whether a download is needed. A refusal, the user's included, changes
+/// nothing in the tree.
 pub fn begin_download(fw: &mut Firmware, dm: &mut DmTree, server: &str, cmd: &Command) -> Begin {
+    let mark = dm.tree.mark();
     match try_begin(fw, dm, server, cmd) {
+        Ok(Begin::Answer(code)) if !code.is_success() => Begin::Answer(undo(dm, mark, code)),
         Ok(b) => b,
-        Err(code) => Begin::Answer(code),
+        Err(code) => Begin::Answer(undo(dm, mark, code)),
     }
 }
 

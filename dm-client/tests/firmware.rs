@@ -348,7 +348,11 @@ fn dl_prompt_refusal_downloads_nothing() {
         d.fw.begin_download(&mut d.dm, "srv", &quiet),
         Begin::Fetch(_)
     ));
-    assert_eq!(offers.lock().unwrap().len(), 2, "asked only with DL_Prompt=1");
+    assert_eq!(
+        offers.lock().unwrap().len(),
+        2,
+        "asked only with DL_Prompt=1"
+    );
 }
 
 #[test]
@@ -1108,4 +1112,37 @@ fn private_records_are_hidden_from_servers() {
     let acl = replace(&format!("{root}?prop=ACL"), "Get=*");
     assert_eq!(d.run("srv", acl), StatusCode::PermissionDenied);
     assert_eq!(d.fw.pending_work(&d.dm).len(), 1);
+}
+
+// ----- UI ----------------------------------------------------------------------------
+
+struct SaysYes;
+
+impl Ui for SaysYes {
+    fn alert(&mut self, _alert: &syncml_core::Alert) -> dm_tree::exec::AlertAnswer {
+        dm_tree::exec::AlertAnswer::code(StatusCode::Ok)
+    }
+}
+
+#[test]
+fn alerts_go_to_the_user() {
+    let confirm = || {
+        Command::Alert(syncml_core::Alert {
+            cmd_id: 1,
+            no_resp: false,
+            cred: None,
+            data: Some(syncml_core::AlertCode::Confirm),
+            correlator: None,
+            items: vec![
+                Item::default().with_data("MINDT=10"),
+                Item::default().with_data("Update now?"),
+            ],
+            extra: Vec::new(),
+        })
+    };
+    // Headless (AutoAccept): a confirmation without a default is a "no".
+    let mut d = Device::new();
+    assert_eq!(d.run("srv", confirm()), StatusCode::NotModified);
+    let mut d = Device::with_ui(Box::new(SaysYes));
+    assert_eq!(d.run("srv", confirm()), StatusCode::Ok);
 }

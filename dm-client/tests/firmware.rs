@@ -456,22 +456,10 @@ fn nested_downloads_use_only_a_stored_package() {
 
 /// Stores `bytes` as the package of ./FWUpdate/x and runs VerifyFirmwareUpdate.
 fn verify_bytes(d: &mut Device, bytes: &[u8]) -> (StatusCode, String) {
-    let cmd = get_fw("./FWUpdate/x", URL, false);
-    d.get_firmware("srv", &cmd, bytes);
-    // Written directly too, so that corrupt packages get verified as they are.
-    let file = match d.fw.begin_download(&mut d.dm, "srv", &cmd) {
-        Begin::Fetch(req) => req.dest,
-        Begin::Answer(_) => d
-            .packages
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    };
-    d.dm.tree.discard().unwrap();
-    std::fs::write(file, bytes).unwrap();
+    if !d.dm.tree.contains("./FWUpdate/x") {
+        Firmware::create_fwupdate(&mut d.dm, "x").unwrap();
+    }
+    std::fs::write(d.fw.package_path("./FWUpdate/x"), bytes).unwrap();
     let code = d.run("srv", verify_cmd("./FWUpdate/x"));
     (code, d.value("./FWUpdate/x/PkgStatus").unwrap())
 }
@@ -1145,4 +1133,29 @@ fn alerts_go_to_the_user() {
     assert_eq!(d.run("srv", confirm()), StatusCode::NotModified);
     let mut d = Device::with_ui(Box::new(SaysYes));
     assert_eq!(d.run("srv", confirm()), StatusCode::Ok);
+}
+
+#[test]
+fn a_package_added_by_the_server_is_verified_from_its_file() {
+    let mut d = Device::new();
+    let pkg = package(None);
+    let add = Command::Add(ItemCmd::new(vec![Item {
+        target: Some(Location::new("./FWUpdate/y/PkgData")),
+        data: vec![Data::Opaque(pkg.clone())],
+        ..Item::default()
+    }
+    .with_meta(Some("bin"), Some("application/octet-stream"))]));
+    assert_eq!(d.run("srv", add), StatusCode::Ok);
+    assert_eq!(d.run("srv", verify_cmd("./FWUpdate/y")), StatusCode::Ok);
+    assert_eq!(d.value("./FWUpdate/y/PkgStatus").as_deref(), Some("200 OK"));
+    assert_eq!(d.value("./FWUpdate/y/PkgData").as_deref(), Some(""));
+    assert_eq!(
+        d.run("srv", apply_cmd("./FWUpdate/y")),
+        StatusCode::AcceptedForProcessing
+    );
+    let work = d.fw.pending_work(&d.dm);
+    let [Work::Update { package, .. }] = work.as_slice() else {
+        panic!("{work:?}")
+    };
+    assert_eq!(std::fs::read(package).unwrap(), pkg);
 }

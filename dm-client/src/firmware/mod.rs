@@ -175,6 +175,12 @@ impl Firmware {
         &self.config
     }
 
+    /// The file that holds the package of the slot at `node` (`./FWUpdate/<x>`,
+    /// `./FUMO/<x>`, or a generic Download's target).
+    pub fn package_path(&self, node: &str) -> PathBuf {
+        store::package_file(&self.config.packages_dir, node)
+    }
+
     /// Registers the FUMO Exec handlers and the `PkgData` value handlers on the
     /// tree, creates the private bookkeeping root, and gives every FUMO slot the
     /// `Update/PkgData` leaf a server's Replace needs. Called once after opening

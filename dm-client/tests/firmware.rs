@@ -1159,3 +1159,46 @@ fn a_package_added_by_the_server_is_verified_from_its_file() {
     };
     assert_eq!(std::fs::read(package).unwrap(), pkg);
 }
+
+#[test]
+fn one_update_at_a_time() {
+    let mut d = Device::new();
+    for slot in ["./FWUpdate/a", "./FWUpdate/b"] {
+        let url = format!("{URL}/{slot}");
+        assert_eq!(
+            d.get_firmware("srv", &get_fw(slot, &url, false), &package(None)),
+            StatusCode::Ok
+        );
+        assert_eq!(
+            d.run("srv", apply_cmd(slot)),
+            StatusCode::AcceptedForProcessing
+        );
+    }
+    let work = d.fw.pending_work(&d.dm);
+    assert_eq!(work.len(), 2);
+    let agent = FakeAgent::at("1.0");
+    d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    assert_eq!(d.fw.begin_update(&mut d.dm, &work[1], &agent), Err(()));
+    // The second is still waiting, nothing reported for it.
+    assert_eq!(d.fw.pending_work(&d.dm), vec![work[1].clone()]);
+    assert_eq!(d.state_of(work[1].node()), state::READY_TO_UPDATE);
+    assert!(d.reports("srv").is_empty());
+    // An agent still holding an outcome blocks a new update too.
+    let mut agent = FakeAgent::at("2.0");
+    agent.outcome = Some(Outcome::Updated {
+        from: "1.0".into(),
+        to: "2.0".into(),
+    });
+    d.restart();
+    assert_eq!(d.fw.begin_update(&mut d.dm, &work[1], &agent), Err(()));
+    d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+    let agent = FakeAgent::at("2.0");
+    // Now the second slot's package no longer fits the running version: refused.
+    assert_eq!(d.fw.begin_update(&mut d.dm, &work[1], &agent), Err(()));
+    let codes: Vec<String> = d
+        .reports("srv")
+        .iter()
+        .map(|r| r.command.items()[0].data_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes, ["200", "403"]);
+}

@@ -281,6 +281,15 @@ pub fn begin_update(
     let Some(mut job) = rec.job.clone().filter(|j| j.phase == Phase::Update) else {
         return Err(());
     };
+    let other_applying = records::slots(&dm.tree)
+        .iter()
+        .any(|r| r.job.as_ref().is_some_and(|j| j.phase == Phase::Applying));
+    if other_applying {
+        // One update at a time: the agent's outcome after the reboot must be
+        // attributable to exactly one slot.
+        tracing::warn!("{node}: another update is being applied; try after the reboot");
+        return Err(());
+    }
     if agent.outcome().is_some() {
         // An outcome not yet recorded would be taken for this update's.
         tracing::warn!("{node}: the update agent holds an outcome: run on_boot first");

@@ -1,7 +1,33 @@
 //! The update agent: what rewrites the firmware. A trait, so that a vendor plugs in
 //! its own bootloader, and a reference agent that keeps two slots in a directory.
+//!
+//! [`SlotAgent`] is the reference agent; [`slots`] documents its files and its state
+//! machine, and why a power loss at any instant leaves a bootable device with a known
+//! outcome.
 
 use std::path::Path;
+
+mod fsio;
+pub mod slots;
+mod state;
+
+pub use slots::{
+    default_health_check, HealthCheck, Limits, SlotAgent, Status, BAD_FIRMWARE_MARK,
+    DEFAULT_MAX_TRIAL_BOOTS, STATE_FILE,
+};
+pub use state::{valid_version, Slot, MAX_VERSION_LEN};
+
+/// The FUMO result codes the agents report (the list is in PROTOCOL.md, FUMO).
+pub mod codes {
+    /// The request cannot be done in the agent's state (nothing staged, boot first).
+    pub const CLIENT_ERROR: u16 = 400;
+    /// The package is damaged or does not build the image it announces.
+    pub const CORRUPTED_PACKAGE: u16 = 402;
+    /// The update failed: I/O error, or the new firmware failed its check.
+    pub const UPDATE_FAILED: u16 = 410;
+    /// The image does not fit the agent's limits.
+    pub const UPDATE_OUT_OF_MEMORY: u16 = 502;
+}
 
 /// The result of an update, known only after the reboot that follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +46,16 @@ pub struct UpdateError {
     /// The FUMO result code to report.
     pub code: u16,
     pub reason: String,
+}
+
+impl UpdateError {
+    /// An error with a FUMO result code and a reason.
+    pub fn new(code: u16, reason: impl Into<String>) -> UpdateError {
+        UpdateError {
+            code,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Rewrites the firmware.

@@ -1,5 +1,6 @@
 //! `syncml`: decode, encode and check SyncML DM messages; compute credentials and
-//! HMAC headers; build and parse package #0 notifications.
+//! HMAC headers; build and parse package #0 notifications; build, inspect and apply
+//! firmware update packages.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -10,10 +11,14 @@ use syncml_core::auth::{basic_data, md5_data, HmacHeader, Nonce, UserKey};
 use syncml_core::codec::{transcode, EncodeOptions};
 use syncml_core::error::OneLine;
 use syncml_core::notify::{self, Initiator, NonceUsed, Notification, Package0, UiMode};
+use syncml_core::package::{
+    self as pkg, Package, PackageError, PayloadCheck, PayloadKind, PublicKey, SigningKey, Spec,
+};
 use syncml_core::{Encoding, Error, Limits, MessageReader};
 
 /// Decode, encode and check SyncML DM 1.2 / 1.1.2 messages (XML or WBXML); compute
-/// credentials and HMAC headers; build and parse package #0 notifications.
+/// credentials and HMAC headers; build and parse package #0 notifications; build,
+/// inspect and apply firmware update packages.
 #[derive(Parser)]
 #[command(name = "syncml", version, about, long_about = None)]
 struct Cli {
@@ -86,6 +91,9 @@ enum Cmd {
     /// Build or parse a package #0 (server-initiated session notification).
     #[command(subcommand)]
     Notify(NotifyCmd),
+    /// Build, inspect and apply firmware update packages; make signing keys.
+    #[command(subcommand)]
+    Package(PackageCmd),
 }
 
 #[derive(Subcommand)]
@@ -170,6 +178,80 @@ enum NotifyCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum PackageCmd {
+    /// Build a package holding a full image (--full NEW) or a delta from the image
+    /// of --from-version to the new one (--delta OLD NEW), optionally signed.
+    #[command(group(clap::ArgGroup::new("payload").required(true).args(["full", "delta"])))]
+    Build {
+        /// The device model the package is for (as in ./DevInfo/Mod).
+        #[arg(long)]
+        model: String,
+        /// The component the package updates.
+        #[arg(long, default_value = "firmware")]
+        component: String,
+        /// The version the package updates from. Required with --delta; for --full,
+        /// leave it out to allow any current version.
+        #[arg(long, value_name = "A", default_value = "")]
+        from_version: String,
+        /// The version the package installs.
+        #[arg(long, value_name = "B")]
+        to_version: String,
+        /// The new image: the payload is the whole image.
+        #[arg(long, value_name = "NEW")]
+        full: Option<PathBuf>,
+        /// The old image (of --from-version) and the new one: the payload is a
+        /// bsdiff patch.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+        delta: Option<Vec<PathBuf>>,
+        /// Sign with this secret key file (made by `syncml package keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        /// The package file to write.
+        #[arg(short, long, value_name = "PKG")]
+        output: PathBuf,
+    },
+    /// Print a package's header and check it: header CRC, payload length, CRC-32
+    /// and SHA-256, and with --verify-key the signature. Exit 1 if a check fails.
+    Inspect {
+        /// The package file (read in chunks, never whole).
+        input: PathBuf,
+        /// A trusted public key: a file made by `keygen` (KEY.pub) or the key in
+        /// base64. Repeat for several; the signature must verify with one.
+        #[arg(long, value_name = "PUB")]
+        verify_key: Vec<String>,
+    },
+    /// Make an Ed25519 key pair: KEY (secret seed in base64, mode 0600) and KEY.pub.
+    Keygen {
+        /// Where to write the secret key; the public key goes to the same path with
+        /// ".pub" appended.
+        #[arg(short, long, value_name = "KEY")]
+        output: PathBuf,
+        /// Overwrite existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a package and rebuild the new image from it (and the old image, for a
+    /// delta).
+    Apply {
+        /// The package file.
+        input: PathBuf,
+        /// The current image (required for a delta package).
+        #[arg(long, value_name = "OLD")]
+        old: Option<PathBuf>,
+        /// A trusted public key (file or base64); when given the package must be
+        /// signed by one of them.
+        #[arg(long, value_name = "PUB")]
+        verify_key: Vec<String>,
+        /// Largest image to build, in bytes.
+        #[arg(long, default_value_t = pkg::MAX_PAYLOAD_LEN)]
+        max_len: u64,
+        /// Where to write the new image.
+        #[arg(short, long, value_name = "NEW")]
+        output: PathBuf,
+    },
+}
+
 fn parse_session_id(s: &str) -> Result<u16, String> {
     let digits = s.trim_start_matches("0x").trim_start_matches("0X");
     match u16::from_str_radix(digits, 16) {
@@ -237,6 +319,10 @@ impl LimitArgs {
 /// A failure: bad input (exit 1) or trouble reading or writing files (exit 2).
 enum Failure {
     Invalid(String, Error),
+    /// A package (or key) that is refused, with the file's name.
+    Package(String, PackageError),
+    /// Checks failed and the report already says which: exit 1 with this line.
+    Checks(String),
     Io(String),
 }
 
@@ -246,6 +332,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Invalid(name, e)) => {
             eprintln!("{name}: {}", OneLine(&e));
+            ExitCode::from(1)
+        }
+        Err(Failure::Package(name, e)) => {
+            // 402-404 are the verdicts a device would report; 400 says nothing more.
+            match e.fumo_result() {
+                400 => eprintln!("{name}: {e}"),
+                code => eprintln!("{name}: {e} (FUMO result {code})"),
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Checks(msg)) => {
+            eprintln!("{msg}");
             ExitCode::from(1)
         }
         Err(Failure::Io(msg)) => {
@@ -322,6 +420,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             input,
         } => hmac(account, nonce_b64, verify.as_deref(), input, &limits),
         Cmd::Notify(n) => notification(n),
+        Cmd::Package(p) => package(p),
     }
 }
 
@@ -532,4 +631,274 @@ fn write_output(output: Option<&PathBuf>, data: &[u8]) -> Result<(), Failure> {
         }
     };
     res.map_err(|e| Failure::Io(format!("cannot write output: {e}")))
+}
+
+fn package(p: &PackageCmd) -> Result<(), Failure> {
+    match p {
+        PackageCmd::Build {
+            model,
+            component,
+            from_version,
+            to_version,
+            full,
+            delta,
+            sign,
+            output,
+        } => {
+            let spec = Spec {
+                model: model.clone(),
+                component: component.clone(),
+                from_version: from_version.clone(),
+                to_version: to_version.clone(),
+            };
+            let key = sign
+                .as_ref()
+                .map(|path| {
+                    let text = read_text(path)?;
+                    SigningKey::from_b64(&text).map_err(|e| Failure::Package(show(path), e))
+                })
+                .transpose()?;
+            let refused = |e| Failure::Package("package build".into(), e);
+            let bytes = match (full, delta.as_deref()) {
+                (Some(new), _) => {
+                    spec.validate(PayloadKind::Full).map_err(refused)?;
+                    pkg::build_full(&spec, &read_image(new)?, key.as_ref())
+                }
+                (None, Some([old, new])) => {
+                    pkg::build_delta(&spec, &read_image(old)?, &read_image(new)?, key.as_ref())
+                        .map_err(refused)?
+                }
+                // clap requires one of them, and two values for --delta.
+                _ => return Err(Failure::Io("give --full NEW or --delta OLD NEW".into())),
+            };
+            write_output(Some(output), &bytes)?;
+            let (header, header_len) =
+                pkg::parse_header(&bytes).map_err(|e| Failure::Package(show(output), e))?;
+            println!(
+                "{}: {} package, {} bytes (header {header_len}, payload {}), {}",
+                show(output),
+                header.kind.name(),
+                bytes.len(),
+                header.payload_len,
+                if key.is_some() { "signed" } else { "unsigned" }
+            );
+            Ok(())
+        }
+        PackageCmd::Inspect { input, verify_key } => {
+            let keys = trusted_keys(verify_key)?;
+            inspect(input, &keys)
+        }
+        PackageCmd::Keygen { output, force } => keygen(output, *force),
+        PackageCmd::Apply {
+            input,
+            old,
+            verify_key,
+            max_len,
+            output,
+        } => {
+            let keys = trusted_keys(verify_key)?;
+            let name = show(input);
+            let bytes = read_limited(input, pkg::MAX_HEADER_LEN as u64 + pkg::MAX_PAYLOAD_LEN)?;
+            let refused = |e| Failure::Package(name.clone(), e);
+            let p = Package::parse(&bytes).map_err(refused)?;
+            p.check_integrity().map_err(refused)?;
+            if !keys.is_empty() {
+                p.verify_signature(&keys).map_err(refused)?;
+            }
+            let current = match (p.header.kind, old) {
+                (_, Some(path)) => read_image(path)?,
+                (PayloadKind::Full, None) => Vec::new(),
+                (PayloadKind::Delta, None) => {
+                    return Err(Failure::Io(format!(
+                        "{name} is a delta package: give --old"
+                    )))
+                }
+            };
+            let image = p.apply(&current, *max_len).map_err(refused)?;
+            write_output(Some(output), &image)?;
+            println!("{}: {} bytes", show(output), image.len());
+            Ok(())
+        }
+    }
+}
+
+/// Prints the header and each check; fails (exit 1) if any check fails. Reads the
+/// package in chunks, as a device would from its storage.
+fn inspect(input: &PathBuf, keys: &[PublicKey]) -> Result<(), Failure> {
+    let name = show(input);
+    let io = |e: std::io::Error| Failure::Io(format!("cannot read {name}: {e}"));
+    let mut file = std::fs::File::open(input).map_err(io)?;
+    let mut prefix = Vec::new();
+    (&mut file)
+        .take(pkg::MAX_HEADER_LEN as u64)
+        .read_to_end(&mut prefix)
+        .map_err(io)?;
+    println!("package: {name}");
+    let (h, header_len) = match pkg::parse_header(&prefix) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("header: FAILED: {e} (FUMO result {})", e.fumo_result());
+            return Err(Failure::Checks(format!("{name}: the header is not valid")));
+        }
+    };
+    println!("header: ok ({header_len} bytes, header CRC-32 verified)");
+    println!("format-version: {}", h.format_version);
+    println!("model: {}", h.model.escape_debug());
+    println!("component: {}", h.component.escape_debug());
+    if h.from_version.is_empty() {
+        println!("from-version: (any)");
+    } else {
+        println!("from-version: {}", h.from_version.escape_debug());
+    }
+    println!("to-version: {}", h.to_version.escape_debug());
+    println!("kind: {}", h.kind.name());
+    println!("payload-length: {}", h.payload_len);
+    println!("payload-crc32: {:08x}", h.payload_crc32);
+    println!("payload-sha256: {}", to_hex(&h.payload_sha256));
+    println!("target-length: {}", h.target_len);
+    println!("target-sha256: {}", to_hex(&h.target_sha256));
+    match &h.signature {
+        Some(sig) => println!("signature: {}", to_hex(sig)),
+        None => println!("signature: (none)"),
+    }
+
+    let mut check = PayloadCheck::new(&h);
+    check.update(&prefix[header_len..]);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        check.update(&buf[..n]);
+    }
+    let integrity = check.finish();
+    let signature = if keys.is_empty() {
+        None
+    } else {
+        Some(h.verify_signature(keys))
+    };
+    let mut failed = 0;
+    let mut report = |what: &str, r: &Result<(), PackageError>| match r {
+        Ok(()) => println!("check {what}: ok"),
+        Err(e) => {
+            failed += 1;
+            println!(
+                "check {what}: FAILED: {e} (FUMO result {})",
+                e.fumo_result()
+            );
+        }
+    };
+    report("integrity", &integrity);
+    match &signature {
+        Some(r) => report("signature", r),
+        None => println!("check signature: not checked (no --verify-key)"),
+    }
+    if failed > 0 {
+        return Err(Failure::Checks(format!("{name}: {failed} check(s) failed")));
+    }
+    Ok(())
+}
+
+/// Writes KEY (secret seed, base64, mode 0600) and KEY.pub (public key, base64).
+fn keygen(output: &PathBuf, force: bool) -> Result<(), Failure> {
+    let key = SigningKey::generate().map_err(|e| Failure::Package("keygen".into(), e))?;
+    let mut pub_path = output.clone().into_os_string();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    if !force {
+        // Check both first, so a refusal leaves no half-written pair.
+        if let Some(p) = [output, &pub_path].into_iter().find(|p| p.exists()) {
+            return Err(Failure::Io(format!(
+                "{} exists; use --force to overwrite",
+                show(p)
+            )));
+        }
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        // Never overwrite a key by accident.
+        opts.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let io = |p: &PathBuf| {
+        let p = show(p);
+        move |e: std::io::Error| Failure::Io(format!("cannot write {p}: {e}"))
+    };
+    let mut f = opts.open(output).map_err(io(output))?;
+    // An existing file keeps its old mode when opened: set it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(output))?;
+    }
+    f.write_all(format!("{}\n", key.to_b64()).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(output))?;
+    let public = key.public().to_b64();
+    let mut pub_opts = std::fs::OpenOptions::new();
+    pub_opts.write(true);
+    if force {
+        pub_opts.create(true).truncate(true);
+    } else {
+        pub_opts.create_new(true);
+    }
+    pub_opts
+        .open(&pub_path)
+        .and_then(|mut f| f.write_all(format!("{public}\n").as_bytes()))
+        .map_err(io(&pub_path))?;
+    println!("secret key: {}", show(output));
+    println!("public key: {} ({public})", show(&pub_path));
+    Ok(())
+}
+
+/// The trusted keys: each a key file or the key itself in base64.
+fn trusted_keys(args: &[String]) -> Result<Vec<PublicKey>, Failure> {
+    args.iter()
+        .map(|arg| {
+            let path = PathBuf::from(arg);
+            let text = if path.is_file() {
+                read_text(&path)?
+            } else {
+                arg.clone()
+            };
+            PublicKey::from_b64(&text)
+                .map_err(|e| Failure::Package(format!("--verify-key {arg}"), e))
+        })
+        .collect()
+}
+
+/// A key file's text (a key file is a few dozen bytes).
+fn read_text(path: &PathBuf) -> Result<String, Failure> {
+    let bytes = read_limited(path, 4096)?;
+    String::from_utf8(bytes).map_err(|_| Failure::Io(format!("{} is not text", show(path))))
+}
+
+fn read_image(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    read_limited(path, pkg::MAX_PAYLOAD_LEN)
+}
+
+/// Reads a whole file of at most `max` bytes.
+fn read_limited(path: &PathBuf, max: u64) -> Result<Vec<u8>, Failure> {
+    let io = |e: std::io::Error| Failure::Io(format!("cannot read {}: {e}", show(path)));
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max.saturating_add(1)).read_to_end(&mut buf))
+        .map_err(io)?;
+    if buf.len() as u64 > max {
+        return Err(Failure::Io(format!(
+            "{} is larger than {max} bytes",
+            show(path)
+        )));
+    }
+    Ok(buf)
+}
+
+fn show(path: &std::path::Path) -> String {
+    path.display().to_string()
 }

@@ -115,3 +115,58 @@ impl Write for Bounded {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(ctrl: u64, diff: u64, target: u64) -> Vec<u8> {
+        let mut p = b"BSDIFF40".to_vec();
+        for v in [ctrl, diff, target] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn patch_header_lengths_are_checked_without_overflow() {
+        assert_eq!(check_patch_header(&header(0, 0, 7)), Ok(7));
+        let mut p = header(3, 2, 7);
+        p.extend_from_slice(&[0; 5]);
+        assert_eq!(check_patch_header(&p), Ok(7));
+        p.pop();
+        assert!(check_patch_header(&p).is_err(), "blocks past the end");
+        for bad in [
+            header(1 << 63, 0, 7),
+            header(0, 0, 1 << 63 | 1),
+            header(u64::MAX >> 1, u64::MAX >> 1, 7),
+        ] {
+            assert!(matches!(
+                check_patch_header(&bad),
+                Err(PackageError::BadPatch(_))
+            ));
+        }
+        assert!(check_patch_header(&header(0, 0, 7)[..31]).is_err());
+    }
+
+    #[test]
+    fn bounded_writer_refuses_to_grow_past_its_limit() {
+        let mut w = Bounded {
+            buf: Vec::new(),
+            max: 4,
+        };
+        w.write_all(b"abc").unwrap();
+        assert!(w.write_all(b"de").is_err());
+        w.write_all(b"d").unwrap();
+        assert_eq!(w.buf, b"abcd");
+    }
+
+    #[test]
+    fn diff_then_patch_round_trips_including_empty_images() {
+        for (old, new) in [(&b""[..], &b"new"[..]), (b"old", b""), (b"", b"")] {
+            let p = diff(old, new).unwrap();
+            assert_eq!(patch(old, &p, new.len() as u64).unwrap(), new);
+            assert!(patch(old, &p, new.len() as u64 + 1).is_err());
+        }
+    }
+}

@@ -21,7 +21,7 @@ const URL: &str = "http://fw.example/pkg-2.0";
 // ----- fixtures ----------------------------------------------------------------------
 
 struct Device {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     state: PathBuf,
     packages: PathBuf,
     dm: DmTree,
@@ -49,7 +49,7 @@ impl Device {
         let fw = Firmware::new(config(&packages), ui);
         fw.install(&mut dm);
         Device {
-            _tmp: tmp,
+            tmp,
             state,
             packages,
             dm,
@@ -1201,4 +1201,69 @@ fn one_update_at_a_time() {
         .map(|r| r.command.items()[0].data_str().unwrap().to_owned())
         .collect();
     assert_eq!(codes, ["200", "403"]);
+}
+
+// ----- with the reference update agent ----------------------------------------------
+
+/// FUMO DownloadAndUpdate of a signed delta through the real two-slot agent, with
+/// restarts where a device would have them.
+fn download_and_update_with_slots(new_image: &[u8]) -> (Device, dm_client::update::SlotAgent) {
+    use dm_client::update::SlotAgent;
+    use syncml_core::package::build_delta;
+    let key = SigningKey::generate().unwrap();
+    let mut d = Device::new();
+    d.trust("k", &key);
+    let old = b"firmware one, version 1.0".repeat(50);
+    let slots = d.tmp.path().join("slots");
+    let mut agent = SlotAgent::init(&slots, &old, "1.0").unwrap();
+    let pkg = build_delta(&spec("M1", "1.0"), &old, new_image, Some(&key)).unwrap();
+
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    d.run("srv", replace("./FUMO/fw/DownloadAndUpdate/PkgURL", URL));
+    let code = d.run("srv", exec("./FUMO/fw/DownloadAndUpdate", Some("e2e")));
+    assert_eq!(code, StatusCode::AcceptedForProcessing);
+    let work = d.fw.pending_work(&d.dm);
+    let Work::Download { request, .. } = &work[0] else {
+        panic!()
+    };
+    std::fs::write(&request.dest, &pkg).unwrap();
+    d.fw.download_done(&mut d.dm, &work[0], fetched(URL));
+    let work = d.fw.pending_work(&d.dm);
+    let staged = d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    agent.stage(&staged).unwrap();
+    agent.reboot().unwrap();
+    // The reboot.
+    drop(agent);
+    d.restart();
+    let mut agent = SlotAgent::open(&slots).unwrap();
+    agent.boot().unwrap();
+    d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+    (d, agent)
+}
+
+#[test]
+fn end_to_end_with_the_slot_agent() {
+    let new = b"firmware two, version 2.0".repeat(60);
+    let (d, agent) = download_and_update_with_slots(&new);
+    assert_eq!(agent.current_version(), "2.0");
+    assert_eq!(agent.outcome(), None, "cleared once recorded");
+    assert_eq!(d.value("./DevDetail/FwV").as_deref(), Some("2.0"));
+    assert_eq!(d.state_of("./FUMO/fw"), state::UPDATE_SUCCESSFUL_NO_DATA);
+    let r = d.reports("srv");
+    let a = alert_fields(&r[0]);
+    assert_eq!(
+        (a.data.as_str(), a.mark.as_str(), a.correlator.as_deref()),
+        ("200", "informational", Some("e2e"))
+    );
+}
+
+#[test]
+fn end_to_end_rollback_with_the_slot_agent() {
+    // The reference agent's health check fails this image: it rolls back.
+    let (d, agent) = download_and_update_with_slots(b"BAD-FIRMWARE and the rest");
+    assert_eq!(agent.current_version(), "1.0");
+    assert_eq!(d.value("./DevDetail/FwV").as_deref(), Some("1.0"));
+    assert_eq!(d.state_of("./FUMO/fw"), state::UPDATE_FAILED_NO_DATA);
+    let a = alert_fields(&d.reports("srv")[0]);
+    assert_eq!((a.data.as_str(), a.mark.as_str()), ("410", "critical"));
 }

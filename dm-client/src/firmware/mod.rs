@@ -14,7 +14,7 @@
 //! Every step is a tree commit, and every package file is written whole or not at
 //! all, so that a power cut at any instant resumes the step or reports its outcome.
 //!
-//! Modules: [`records`] (the private bookkeeping in the tree), `store` (package
+//! Modules: `records` (the private bookkeeping in the tree), `store` (package
 //! files), `check` (package verification), `ext` (extension commands), `fumo`
 //! (FUMO and the update life cycle), `reports` (what the client owes servers).
 
@@ -22,7 +22,7 @@ mod check;
 mod ext;
 mod fumo;
 mod nodes;
-pub mod records;
+mod records;
 mod reports;
 mod store;
 

@@ -1,1 +1,296 @@
-//! Firmware-update extension commands and FUMO (filled in by its own change).
+//! Firmware updates on the device: the extension commands (GetFirmwareUpdate,
+//! Download, VerifyFirmwareUpdate, SaveFirmwareUpdate, ApplyFirmwareUpdate, Update;
+//! and the client's own ConfirmFirmwareUpdate and SIMCardChange) and the FUMO object
+//! (Exec on Download, Update, DownloadAndUpdate; State; Generic Alert 1226).
+//!
+//! [`Firmware`] never downloads or reboots: the session engine and its driver do.
+//! A GetFirmwareUpdate or Download is split into [`Firmware::begin_download`] and
+//! [`Firmware::end_download`] around a download the driver runs; work accepted with
+//! 202 is read back from the tree by [`Firmware::pending_work`]; an update goes
+//! [`Firmware::begin_update`], then the update agent's stage and reboot, then
+//! [`Firmware::on_boot`] at the next start, which records the outcome as a report
+//! owed to the server ([`Firmware::reports`]).
+//!
+//! Every step is a tree commit, and every package file is written whole or not at
+//! all, so that a power cut at any instant resumes the step or reports its outcome.
+//!
+//! Modules: `records` (the private bookkeeping in the tree), `store` (package
+//! files), `check` (package verification), `ext` (extension commands), `fumo`
+//! (FUMO and the update life cycle), `reports` (what the client owes servers).
+
+mod check;
+mod ext;
+mod fumo;
+mod nodes;
+mod records;
+mod reports;
+mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dm_tree::exec::AlertAnswer;
+use dm_tree::{DmTree, Hooks};
+use syncml_core::{Alert, Command, StatusCode};
+
+use crate::download::{DownloadError, Fetched, Request};
+use crate::update::{UpdateAgent, UpdateError};
+
+pub use check::KEYS_NODE;
+pub use records::PRIVATE_ROOT;
+
+/// How long a download may wait for a connection or for the next bytes.
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often an update is handed to the agent again when the device restarted
+/// before any outcome came back (power lost while staging); then it fails with 410.
+pub const MAX_UPDATE_ATTEMPTS: u32 = 3;
+
+/// The values of FUMO `State` (also used by `./FWUpdate/<x>/State`).
+pub mod state {
+    pub const IDLE: u16 = 10;
+    pub const DOWNLOAD_FAILED: u16 = 20;
+    pub const DOWNLOAD_PROGRESSING: u16 = 30;
+    pub const DOWNLOAD_COMPLETE: u16 = 40;
+    pub const READY_TO_UPDATE: u16 = 50;
+    pub const UPDATE_PROGRESSING: u16 = 60;
+    pub const UPDATE_FAILED_HAVE_DATA: u16 = 70;
+    pub const UPDATE_FAILED_NO_DATA: u16 = 80;
+    pub const UPDATE_SUCCESSFUL_HAVE_DATA: u16 = 90;
+    pub const UPDATE_SUCCESSFUL_NO_DATA: u16 = 100;
+}
+
+/// Where packages live and how large one may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareConfig {
+    /// One file per package slot, plus the copies SaveFirmwareUpdate makes.
+    pub packages_dir: PathBuf,
+    /// The largest package accepted, in bytes.
+    pub max_package: u64,
+}
+
+/// The user, for DL_Prompt and the UI alerts.
+pub trait Ui: Send {
+    /// Asks whether to download a package (DL_Prompt=1). The default accepts.
+    fn confirm_download(&mut self, _offer: &DownloadOffer) -> bool {
+        true
+    }
+
+    /// Answers a server's alert (display, confirm, input, choices). The default
+    /// answers as a device without a user would.
+    fn alert(&mut self, alert: &Alert) -> AlertAnswer {
+        dm_tree::exec::headless_alert(alert)
+    }
+}
+
+/// What the user is asked to accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadOffer {
+    pub url: String,
+    /// The node that will hold the package.
+    pub target: String,
+    /// The package's name, when the slot has a PkgName.
+    pub name: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// A user who accepts every download and answers alerts headlessly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AutoAccept;
+
+impl Ui for AutoAccept {}
+
+/// What [`Firmware::begin_download`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// The command's Status is known now (package already stored: 200; user
+    /// refused: 304; bad arguments: 400/404/412 ...).
+    Answer(StatusCode),
+    /// Run this download, then call [`Firmware::end_download`] with its result.
+    Fetch(Request),
+}
+
+/// Work to run outside a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Download the package of slot `node`, then call [`Firmware::download_done`].
+    Download { node: String, request: Request },
+    /// Apply the package of slot `node`: [`Firmware::begin_update`], then the
+    /// agent's stage and reboot.
+    Update { node: String, package: PathBuf },
+}
+
+impl Work {
+    /// The slot the work is for.
+    pub fn node(&self) -> &str {
+        match self {
+            Work::Download { node, .. } | Work::Update { node, .. } => node,
+        }
+    }
+}
+
+/// A command the client owes a server, for package 1 of its next session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Pass to [`Firmware::report_answered`] with the Status the server returns.
+    pub id: String,
+    /// An Alert 1226, a ConfirmFirmwareUpdate or a SIMCardChange (CmdID 0: the
+    /// message builder numbers it).
+    pub command: Command,
+}
+
+/// Errors of the out-of-session steps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("tree: {0}")]
+    Tree(#[from] dm_tree::Error),
+    #[error("package store {}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+    #[error("update agent: {0}")]
+    Agent(#[from] UpdateError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The firmware side of one device.
+pub struct Firmware {
+    config: FirmwareConfig,
+    ui: Box<dyn Ui>,
+}
+
+impl std::fmt::Debug for Firmware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Firmware")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Firmware {
+    pub fn new(config: FirmwareConfig, ui: Box<dyn Ui>) -> Firmware {
+        Firmware { config, ui }
+    }
+
+    pub fn config(&self) -> &FirmwareConfig {
+        &self.config
+    }
+
+    /// The file that holds the package of the slot at `node` (`./FWUpdate/<x>`,
+    /// `./FUMO/<x>`, or a generic Download's target).
+    pub fn package_path(&self, node: &str) -> PathBuf {
+        store::package_file(&self.config.packages_dir, node)
+    }
+
+    /// Registers the FUMO Exec handlers and the `PkgData` value handlers on the
+    /// tree, creates the private bookkeeping root, and gives every FUMO slot the
+    /// `Update/PkgData` leaf a server's Replace needs. Called once after opening
+    /// the tree; commits what it created.
+    pub fn install(&self, dm: &mut DmTree) {
+        fumo::install(&self.config, dm);
+    }
+
+    /// Starts a GetFirmwareUpdate or Download met at the top level of a message (or
+    /// directly inside a top-level Sequence). Changes are committed with the
+    /// message.
+    pub fn begin_download(&mut self, dm: &mut DmTree, server_id: &str, cmd: &Command) -> Begin {
+        ext::begin_download(self, dm, server_id, cmd)
+    }
+
+    /// Finishes the download [`Begin::Fetch`] asked for and returns the command's
+    /// Status. Commits the tree.
+    pub fn end_download(
+        &mut self,
+        dm: &mut DmTree,
+        server_id: &str,
+        cmd: &Command,
+        result: Result<Fetched, DownloadError>,
+    ) -> StatusCode {
+        ext::end_download(self, dm, server_id, cmd, result)
+    }
+
+    /// Work accepted earlier and not done: FUMO downloads, and updates launched by
+    /// FUMO or by ApplyFirmwareUpdate/Update. Read from the tree, so it survives a
+    /// restart.
+    pub fn pending_work(&self, dm: &DmTree) -> Vec<Work> {
+        fumo::pending_work(&self.config, dm)
+    }
+
+    /// Records the result of a [`Work::Download`]. Commits the tree.
+    pub fn download_done(
+        &mut self,
+        dm: &mut DmTree,
+        work: &Work,
+        result: Result<Fetched, DownloadError>,
+    ) {
+        fumo::download_done(&self.config, dm, work, result)
+    }
+
+    /// Before the driver runs `agent.stage` and `agent.reboot` for a
+    /// [`Work::Update`]: verifies the package again (integrity, signature, fit),
+    /// records "update progressing" and commits. Returns the package to stage; on
+    /// `Err` the failure was recorded as an outcome owed to the server (or, when the
+    /// agent still holds an unrecorded outcome, nothing was done: run
+    /// [`Firmware::on_boot`] first).
+    #[allow(clippy::result_unit_err)]
+    pub fn begin_update(
+        &mut self,
+        dm: &mut DmTree,
+        work: &Work,
+        agent: &dyn UpdateAgent,
+    ) -> Result<PathBuf, ()> {
+        fumo::begin_update(&self.config, dm, work, agent)
+    }
+
+    /// The agent's stage or reboot failed for the update [`Firmware::begin_update`]
+    /// started: records the failure (with the agent's FUMO result code) as the
+    /// outcome owed. Commits the tree.
+    pub fn update_failed(&mut self, dm: &mut DmTree, work: &Work, err: &UpdateError) {
+        fumo::update_failed(&self.config, dm, work, err)
+    }
+
+    /// At every start, after `agent.boot()`: records the agent's outcome for the
+    /// update in progress (State 100 or 80, the report owed, `./DevDetail/FwV`),
+    /// commits, then clears the agent's outcome. Idempotent across crashes.
+    pub fn on_boot(&mut self, dm: &mut DmTree, agent: &mut dyn UpdateAgent) -> Result<(), Error> {
+        fumo::on_boot(&self.config, dm, agent)
+    }
+
+    /// At every start: compares the SIM identity with the one last seen; a change
+    /// owes every server account a SIMCardChange. Updates `./SIM`. Commits.
+    pub fn check_sim(&mut self, dm: &mut DmTree, iccid: &str, imsi: Option<&str>) {
+        reports::check_sim(dm, iccid, imsi)
+    }
+
+    /// What the client owes `server_id`, oldest first: Alert 1226 (FUMO
+    /// outcomes), ConfirmFirmwareUpdate, SIMCardChange.
+    pub fn reports(&self, dm: &DmTree, server_id: &str) -> Vec<Report> {
+        reports::reports(dm, server_id)
+    }
+
+    /// The server answered a report: a 2xx Status clears it, anything else keeps
+    /// it for the next session. Commits.
+    pub fn report_answered(&mut self, dm: &mut DmTree, id: &str, status: StatusCode) {
+        reports::report_answered(dm, id, status)
+    }
+
+    /// Creates a FUMO slot `./FUMO/<name>` with its nodes (State 10). Commits.
+    pub fn create_fumo(dm: &mut DmTree, name: &str) -> Result<(), Error> {
+        nodes::create_fumo(dm, name)
+    }
+
+    /// Creates a FWUpdate slot `./FWUpdate/<name>` (State 10, UpdatePending
+    /// false). Commits.
+    pub fn create_fwupdate(dm: &mut DmTree, name: &str) -> Result<(), Error> {
+        nodes::create_fwupdate(dm, name)
+    }
+}
+
+impl Hooks for Firmware {
+    fn alert(&mut self, alert: &Alert) -> AlertAnswer {
+        self.ui.alert(alert)
+    }
+
+    fn extension(&mut self, dm: &mut DmTree, server_id: &str, cmd: &Command) -> StatusCode {
+        ext::execute(self, dm, server_id, cmd)
+    }
+}

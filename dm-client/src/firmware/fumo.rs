@@ -1,0 +1,469 @@
+//! FUMO (OMA FUMO 1.0) and the life cycle of accepted work.
+//!
+//! Exec on `./FUMO/<x>/Download`, `/Update` or `/DownloadAndUpdate` is answered 202
+//! and recorded as a job in the private records, with the server and Correlator,
+//! together with the State it moves to:
+//!
+//! ```text
+//! Download:           30 progressing -> 40 complete | 20 failed
+//! Update:             50 ready -> 60 progressing -> 100 successful | 80 failed
+//! DownloadAndUpdate:  30 -> 50 -> 60 -> 100 | 80   (or 20 if the download fails)
+//! ```
+//!
+//! Each arrow is one tree commit, taken with the job change and the report owed, so
+//! a restart finds the step it stopped at: a download is redone (the downloader
+//! resumes it), an update whose outcome the agent holds is reported, one that never
+//! reached the agent's reboot is handed to it again (at most
+//! [`MAX_UPDATE_ATTEMPTS`] times). A finished job is never retried without the
+//! server: its outcome is reported and the job forgotten.
+//!
+//! Exec is refused with 405 while the slot is busy (a download under way refuses
+//! Update; an update being applied refuses everything), and Exec on Update with no
+//! package on the device is refused with 405 too (not allowed in this state). An
+//! empty PkgURL is refused with 400.
+
+use std::path::{Path, PathBuf};
+
+use dm_tree::handlers::{ExecRequest, ValueHandler};
+use dm_tree::uri::parent_path;
+use dm_tree::{DmTree, Format, Tree};
+use syncml_core::StatusCode;
+
+use super::check::{check_file, trusted_keys, Expect};
+use super::ext::current_package_in;
+use super::nodes::{self, is_fumo, is_fwupdate, set_leaf, set_state, slot_of};
+use super::records::{self, Job, JobKind, Phase, SlotRecord};
+use super::reports::owe_outcome;
+use super::store::{self, absorb_pkg_data, package_file};
+use super::{state, Error, FirmwareConfig, Work, DOWNLOAD_TIMEOUT, MAX_UPDATE_ATTEMPTS};
+use crate::download::{DownloadError, Fetched, Request};
+use crate::update::{Outcome, UpdateAgent, UpdateError};
+
+/// Registers the handlers, creates the private root and the FUMO `Update/PkgData`
+/// leaves, and commits.
+pub fn install(config: &FirmwareConfig, dm: &mut DmTree) {
+    for (node, kind) in [
+        ("Download", JobKind::FumoDownload),
+        ("Update", JobKind::FumoUpdate),
+        ("DownloadAndUpdate", JobKind::FumoDownloadAndUpdate),
+    ] {
+        let dir = config.packages_dir.clone();
+        dm.handlers.on_exec(
+            &format!("./FUMO/*/{node}"),
+            Box::new(move |tree: &mut Tree, req: ExecRequest<'_>| exec(tree, &dir, kind, req)),
+        );
+    }
+    for pattern in ["./FWUpdate/*/PkgData", "./FUMO/*/Update/PkgData"] {
+        dm.handlers.on_value(
+            pattern,
+            Box::new(PkgData {
+                dir: config.packages_dir.clone(),
+                max: config.max_package,
+            }),
+        );
+    }
+    let prepared = (|| {
+        // The downloader writes into this directory but does not create it.
+        std::fs::create_dir_all(&config.packages_dir).map_err(|e| Error::Io {
+            path: config.packages_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        records::ensure_private(&mut dm.tree)?;
+        let slots: Vec<String> = dm
+            .tree
+            .get("./FUMO")
+            .map(|f| f.children().map(|c| c.path().to_owned()).collect())
+            .unwrap_or_default();
+        for slot in slots {
+            let update = format!("{slot}/Update");
+            if dm.tree.get(&update).is_some_and(|n| !n.is_leaf())
+                && !dm.tree.contains(&format!("{update}/PkgData"))
+            {
+                dm.set(&format!("{update}/PkgData"), b"")?;
+            }
+        }
+        Ok::<(), Error>(dm.tree.commit()?)
+    })();
+    if let Err(e) = prepared {
+        tracing::error!("firmware: preparing the tree: {e}");
+    }
+}
+
+/// Stores package bytes a server Replaces into a `PkgData` leaf in the slot's file.
+struct PkgData {
+    dir: PathBuf,
+    max: u64,
+}
+
+impl ValueHandler for PkgData {
+    /// `PkgData` is write-only.
+    fn get(&mut self, _path: &str) -> Result<Vec<u8>, StatusCode> {
+        Err(StatusCode::CommandNotAllowed)
+    }
+
+    fn replace(&mut self, path: &str, value: &[u8]) -> Result<(), StatusCode> {
+        if value.len() as u64 > self.max {
+            return Err(StatusCode::RequestEntityTooLarge);
+        }
+        let file = package_file(&self.dir, &slot_of(path));
+        store::write_atomic(&file, value).map_err(|e| {
+            tracing::error!("{path}: {e}");
+            StatusCode::DeviceFull
+        })
+    }
+}
+
+/// Exec on a FUMO operation node.
+fn exec(tree: &mut Tree, dir: &Path, kind: JobKind, req: ExecRequest<'_>) -> StatusCode {
+    let Some(slot) = parent_path(req.path).map(str::to_owned) else {
+        return StatusCode::NotFound;
+    };
+    match accept(tree, dir, kind, &slot, &req) {
+        Ok(()) => StatusCode::AcceptedForProcessing,
+        Err(code) => code,
+    }
+}
+
+fn accept(
+    tree: &mut Tree,
+    dir: &Path,
+    kind: JobKind,
+    slot: &str,
+    req: &ExecRequest<'_>,
+) -> Result<(), StatusCode> {
+    let mut rec = records::slot(tree, slot);
+    let busy = match (&rec.job, kind) {
+        (Some(j), _) if j.phase == Phase::Applying => true,
+        (Some(j), JobKind::FumoUpdate) => j.phase == Phase::Download,
+        _ => false,
+    };
+    if busy {
+        return Err(StatusCode::CommandNotAllowed);
+    }
+    let fail = |e: Error| {
+        tracing::error!("{slot}: {e}");
+        StatusCode::CommandFailed
+    };
+    // Bytes pushed into PkgData go to the file now, before a download replaces it.
+    absorb_pkg_data(tree, dir, slot).map_err(fail)?;
+    let (phase, url, next_state) = match kind {
+        JobKind::FumoUpdate => {
+            if !package_file(dir, slot).exists() {
+                return Err(StatusCode::CommandNotAllowed);
+            }
+            (Phase::Update, String::new(), state::READY_TO_UPDATE)
+        }
+        _ => {
+            let url = nodes::text(tree, &format!("{}/PkgURL", req.path)).unwrap_or_default();
+            if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(StatusCode::BadRequest);
+            }
+            // The stored package is about to be replaced.
+            rec.url.clear();
+            rec.sha.clear();
+            (Phase::Download, url, state::DOWNLOAD_PROGRESSING)
+        }
+    };
+    rec.job = Some(Job {
+        kind,
+        phase,
+        server: req.server_id.to_owned(),
+        correlator: req.correlator.map(str::to_owned),
+        url,
+        attempts: 0,
+        to_version: String::new(),
+    });
+    records::put_slot(tree, &rec).map_err(fail)?;
+    set_state(tree, slot, next_state).map_err(fail)
+}
+
+/// The work recorded in the tree.
+pub fn pending_work(config: &FirmwareConfig, dm: &DmTree) -> Vec<Work> {
+    records::slots(&dm.tree)
+        .into_iter()
+        .filter_map(|rec| {
+            let job = rec.job.as_ref()?;
+            match job.phase {
+                Phase::Download => Some(Work::Download {
+                    request: Request {
+                        url: job.url.clone(),
+                        dest: package_file(&config.packages_dir, &rec.node),
+                        max_size: config.max_package,
+                        timeout: DOWNLOAD_TIMEOUT,
+                    },
+                    node: rec.node,
+                }),
+                Phase::Update => Some(Work::Update {
+                    package: current_package_in(&config.packages_dir, dm, &rec.node),
+                    node: rec.node,
+                }),
+                Phase::Applying => None,
+            }
+        })
+        .collect()
+}
+
+/// Commits, or logs and drops the changes (the tree stays what the store holds, so
+/// the step is found again at the next start).
+fn commit(dm: &mut DmTree, what: &str) -> Result<(), Error> {
+    dm.tree.commit().map_err(|e| {
+        tracing::error!("firmware: committing {what}: {e}");
+        let _ = dm.tree.discard();
+        Error::Tree(e)
+    })
+}
+
+pub fn download_done(
+    config: &FirmwareConfig,
+    dm: &mut DmTree,
+    work: &Work,
+    result: Result<Fetched, DownloadError>,
+) {
+    let Work::Download { node, request } = work else {
+        return;
+    };
+    let mut rec = records::slot(&dm.tree, node);
+    let Some(mut job) = rec.job.clone() else {
+        return;
+    };
+    // Work read before a newer Exec replaced the job is stale.
+    if job.phase != Phase::Download || job.url != request.url {
+        return;
+    }
+    let file = package_file(&config.packages_dir, node);
+    let failure = match result {
+        Ok(_) => check_file(&file, config.max_package, None)
+            .err()
+            .map(|v| (v.code, v.reason)),
+        Err(e) => Some((e.fumo_result(), e.to_string())),
+    };
+    let recorded = (|| {
+        match failure {
+            Some((code, reason)) => {
+                tracing::warn!("{node}: download failed ({code}): {reason}");
+                set_state(&mut dm.tree, node, state::DOWNLOAD_FAILED)?;
+                owe_outcome(&mut dm.tree, node, &job, code)?;
+                rec.job = None;
+            }
+            None => {
+                rec.url = job.url.clone();
+                rec.sha = store::sha256_file(&file)?;
+                if job.kind == JobKind::FumoDownloadAndUpdate {
+                    set_state(&mut dm.tree, node, state::READY_TO_UPDATE)?;
+                    job.phase = Phase::Update;
+                    rec.job = Some(job);
+                } else {
+                    set_state(&mut dm.tree, node, state::DOWNLOAD_COMPLETE)?;
+                    owe_outcome(&mut dm.tree, node, &job, 200)?;
+                    rec.job = None;
+                }
+            }
+        }
+        records::put_slot(&mut dm.tree, &rec)?;
+        commit(dm, "a download")
+    })();
+    if let Err(e) = recorded {
+        tracing::error!("{node}: recording the download: {e}");
+        let _ = dm.tree.discard();
+    }
+}
+
+pub fn begin_update(
+    config: &FirmwareConfig,
+    dm: &mut DmTree,
+    work: &Work,
+    agent: &dyn UpdateAgent,
+) -> Result<PathBuf, ()> {
+    let Work::Update { node, .. } = work else {
+        return Err(());
+    };
+    let mut rec = records::slot(&dm.tree, node);
+    let Some(mut job) = rec.job.clone().filter(|j| j.phase == Phase::Update) else {
+        return Err(());
+    };
+    let other_applying = records::slots(&dm.tree)
+        .iter()
+        .any(|r| r.job.as_ref().is_some_and(|j| j.phase == Phase::Applying));
+    if other_applying {
+        // One update at a time: the agent's outcome after the reboot must be
+        // attributable to exactly one slot.
+        tracing::warn!("{node}: another update is being applied; try after the reboot");
+        return Err(());
+    }
+    if agent.outcome().is_some() {
+        // An outcome not yet recorded would be taken for this update's.
+        tracing::warn!("{node}: the update agent holds an outcome: run on_boot first");
+        return Err(());
+    }
+    if let Err(e) = absorb_pkg_data(&mut dm.tree, &config.packages_dir, node) {
+        tracing::error!("{node}: {e}");
+        return Err(());
+    }
+    // Never stage what this check has not just passed: the path is recomputed
+    // from the tree rather than taken from the work item.
+    let package = current_package_in(&config.packages_dir, dm, node);
+    let keys = trusted_keys(&dm.tree);
+    let model = nodes::text(&dm.tree, "./DevInfo/Mod").unwrap_or_default();
+    let version = agent.current_version();
+    let pkg_version = nodes::text(&dm.tree, &format!("{node}/PkgVersion")).unwrap_or_default();
+    let expect = Expect {
+        keys: keys.as_deref(),
+        model: &model,
+        version: &version,
+        target_version: &pkg_version,
+    };
+    let verdict = check_file(&package, config.max_package, Some(&expect));
+    let recorded = (|| match &verdict {
+        Ok(header) => {
+            job.phase = Phase::Applying;
+            job.to_version = header.to_version.clone();
+            rec.job = Some(job.clone());
+            records::put_slot(&mut dm.tree, &rec)?;
+            set_state(&mut dm.tree, node, state::UPDATE_PROGRESSING)?;
+            commit(dm, "an update start")
+        }
+        Err(v) => {
+            tracing::warn!("{node}: package refused ({}): {}", v.code, v.reason);
+            finish(config, dm, rec.clone(), &job, v.code)?;
+            commit(dm, "a refused update")
+        }
+    })();
+    match (verdict, recorded) {
+        (Ok(_), Ok(())) => Ok(package),
+        (_, Err(e)) => {
+            tracing::error!("{node}: {e}");
+            let _ = dm.tree.discard();
+            Err(())
+        }
+        (Err(_), Ok(())) => Err(()),
+    }
+}
+
+pub fn update_failed(config: &FirmwareConfig, dm: &mut DmTree, work: &Work, err: &UpdateError) {
+    let node = work.node();
+    let rec = records::slot(&dm.tree, node);
+    let Some(job) = rec.job.clone().filter(|j| j.phase != Phase::Download) else {
+        return;
+    };
+    tracing::warn!("{node}: update failed: {err}");
+    let recorded =
+        finish(config, dm, rec, &job, err.code).and_then(|()| commit(dm, "a failed update"));
+    if let Err(e) = recorded {
+        tracing::error!("{node}: {e}");
+    }
+}
+
+/// Ends a job with its outcome: State 100 or 80 (the package is deleted, so "no
+/// data"), UpdatePending cleared, the report owed recorded, the job forgotten.
+fn finish(
+    config: &FirmwareConfig,
+    dm: &mut DmTree,
+    mut rec: SlotRecord,
+    job: &Job,
+    code: u16,
+) -> Result<(), Error> {
+    let node = rec.node.clone();
+    let ok = (200..300).contains(&code);
+    let st = if ok {
+        state::UPDATE_SUCCESSFUL_NO_DATA
+    } else {
+        state::UPDATE_FAILED_NO_DATA
+    };
+    set_state(&mut dm.tree, &node, st)?;
+    if is_fwupdate(&node) {
+        set_leaf(
+            &mut dm.tree,
+            &format!("{node}/UpdatePending"),
+            Format::Bool,
+            "false",
+        )?;
+    }
+    owe_outcome(&mut dm.tree, &node, job, code)?;
+    // Files go before the record that names them; a crash in between leaves a
+    // record without file, which any later step treats as no package.
+    store::remove(&package_file(&config.packages_dir, &node))?;
+    if !rec.saved.is_empty() {
+        store::remove(&config.packages_dir.join(&rec.saved))?;
+    }
+    rec.url.clear();
+    rec.sha.clear();
+    rec.saved.clear();
+    rec.job = None;
+    records::put_slot(&mut dm.tree, &rec)
+}
+
+pub fn on_boot(
+    config: &FirmwareConfig,
+    dm: &mut DmTree,
+    agent: &mut dyn UpdateAgent,
+) -> Result<(), Error> {
+    let outcome = agent.outcome();
+    let current = agent.current_version();
+    for rec in records::slots(&dm.tree) {
+        let Some(mut job) = rec.job.clone() else {
+            continue;
+        };
+        if job.phase != Phase::Applying {
+            continue;
+        }
+        let node = rec.node.clone();
+        let result = match &outcome {
+            Some(Outcome::Updated { .. }) => Some(200),
+            Some(Outcome::Failed { code, reason }) => {
+                tracing::warn!("{node}: update failed ({code}): {reason}");
+                Some(*code)
+            }
+            // The agent says nothing, but the device runs the package's version:
+            // the update went through and only the outcome was lost.
+            None if !job.to_version.is_empty() && job.to_version == current => Some(200),
+            None if job.attempts + 1 >= MAX_UPDATE_ATTEMPTS => Some(410),
+            None => None,
+        };
+        match result {
+            Some(code) => finish(config, dm, rec, &job, code)?,
+            None => {
+                // Power was lost before the reboot's commit point: stage again.
+                tracing::warn!("{node}: update interrupted before the reboot; trying again");
+                job.attempts += 1;
+                job.phase = Phase::Update;
+                let mut rec = rec;
+                rec.job = Some(job);
+                records::put_slot(&mut dm.tree, &rec)?;
+                set_state(&mut dm.tree, &node, state::READY_TO_UPDATE)?;
+            }
+        }
+    }
+    settle_interrupted(config, dm)?;
+    if nodes::text(&dm.tree, "./DevDetail/FwV").as_deref() != Some(current.as_str()) {
+        dm.set("./DevDetail/FwV", current.as_bytes())?;
+    }
+    commit(dm, "the boot")?;
+    if outcome.is_some() {
+        agent.clear_outcome()?;
+    }
+    Ok(())
+}
+
+/// After a restart, no session is running: a slot left "download progressing" by a
+/// GetFirmwareUpdate cut off by the restart failed, and package bytes pushed into a
+/// PkgData leaf move to their file.
+fn settle_interrupted(config: &FirmwareConfig, dm: &mut DmTree) -> Result<(), Error> {
+    let mut slots = Vec::new();
+    for obj in ["./FWUpdate", "./FUMO"] {
+        if let Some(n) = dm.tree.get(obj) {
+            slots.extend(n.children().map(|c| c.path().to_owned()));
+        }
+    }
+    for slot in slots {
+        debug_assert!(is_fwupdate(&slot) || is_fumo(&slot));
+        absorb_pkg_data(&mut dm.tree, &config.packages_dir, &slot)?;
+        let has_job = records::slot(&dm.tree, &slot).job.is_some();
+        if !has_job && nodes::state(&dm.tree, &slot) == Some(state::DOWNLOAD_PROGRESSING) {
+            set_state(&mut dm.tree, &slot, state::DOWNLOAD_FAILED)?;
+        }
+        if !has_job && nodes::state(&dm.tree, &slot) == Some(state::UPDATE_PROGRESSING) {
+            set_state(&mut dm.tree, &slot, state::UPDATE_FAILED_NO_DATA)?;
+        }
+    }
+    Ok(())
+}

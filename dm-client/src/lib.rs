@@ -13,6 +13,8 @@
 //! - `device` (feature `device`): all of it wired together for a state directory.
 
 pub mod account;
+#[cfg(feature = "device")]
+pub mod device;
 pub mod download;
 pub mod firmware;
 pub mod notify;
@@ -20,8 +22,6 @@ pub mod session;
 #[cfg(feature = "http")]
 pub mod transport;
 pub mod update;
-#[cfg(feature = "device")]
-pub mod device;
 
 /// The README's example is compiled and run as a doctest.
 #[cfg(doctest)]

@@ -12,10 +12,19 @@ use dm_client::firmware::{AutoAccept, DownloadOffer, Ui};
 use dm_client::session::Trigger;
 
 #[derive(Parser)]
-#[command(name = "dm-client", version, about = "OMA DM 1.2 device agent with firmware updates (FUMO and the FWUpdate extension)")]
+#[command(
+    name = "dm-client",
+    version,
+    about = "OMA DM 1.2 device agent with firmware updates (FUMO and the FWUpdate extension)"
+)]
 struct Cli {
     /// The device's state directory (tree, settings, packages, firmware slots).
-    #[arg(long, global = true, default_value = "dm-client-state", env = "DM_CLIENT_STATE")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "dm-client-state",
+        env = "DM_CLIENT_STATE"
+    )]
     state: PathBuf,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "DM_CLIENT_LOG")]
@@ -155,8 +164,15 @@ struct Terminal;
 
 impl Ui for Terminal {
     fn confirm_download(&mut self, offer: &DownloadOffer) -> bool {
-        let size = offer.size.map(|s| format!(" ({s} bytes)")).unwrap_or_default();
-        eprint!("Download firmware {}{size} from {}? [y/N] ", offer.name.as_deref().unwrap_or(""), offer.url);
+        let size = offer
+            .size
+            .map(|s| format!(" ({s} bytes)"))
+            .unwrap_or_default();
+        eprint!(
+            "Download firmware {}{size} from {}? [y/N] ",
+            offer.name.as_deref().unwrap_or(""),
+            offer.url
+        );
         let _ = std::io::stderr().flush();
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).is_ok() && line.trim().eq_ignore_ascii_case("y")
@@ -239,26 +255,45 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 config,
             };
             Device::init(&cli.state, &spec)?;
-            println!("device created in {}: run `dm-client --state {} run`", cli.state.display(), cli.state.display());
+            println!(
+                "device created in {}: run `dm-client --state {} run`",
+                cli.state.display(),
+                cli.state.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { yes } => {
-            let ui: Box<dyn Ui> = if yes || !std::io::stdin().is_terminal() { Box::new(AutoAccept) } else { Box::new(Terminal) };
+            let ui: Box<dyn Ui> = if yes || !std::io::stdin().is_terminal() {
+                Box::new(AutoAccept)
+            } else {
+                Box::new(Terminal)
+            };
             let mut dev = Device::open(&cli.state, ui)?;
             if std::io::stderr().is_terminal() {
                 dev.on_progress(Box::new(draw_progress));
             }
-            let summary = dev.run(Trigger::Client { session_id: dm_client::device::new_session_id() })?;
+            let summary = dev.run(Trigger::Client {
+                session_id: dm_client::device::new_session_id(),
+            })?;
             for (i, o) in summary.sessions.iter().enumerate() {
                 match &o.result {
-                    Ok(()) => println!("session {}: ok ({} messages sent, {} commands executed)", i + 1, o.messages_sent, o.commands_executed),
+                    Ok(()) => println!(
+                        "session {}: ok ({} messages sent, {} commands executed)",
+                        i + 1,
+                        o.messages_sent,
+                        o.commands_executed
+                    ),
                     Err(e) => println!("session {}: failed: {e}", i + 1),
                 }
             }
             if summary.rebooted {
                 println!("firmware switched: now running {}", dev.firmware_version());
             }
-            Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if summary.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Daemon { max_sessions } => {
             let mut dev = Device::open(&cli.state, Box::new(AutoAccept))?;
@@ -274,7 +309,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let dev = Device::open(&cli.state, Box::new(AutoAccept))?;
             println!("firmware version: {}", dev.firmware_version());
             for slot in ["./FUMO/1/State", "./FWUpdate/1/State"] {
-                if let Some(v) = dev.dm.tree.get(slot).and_then(|n| n.value().map(|v| String::from_utf8_lossy(v).into_owned())) {
+                if let Some(v) = dev
+                    .dm
+                    .tree
+                    .get(slot)
+                    .and_then(|n| n.value().map(|v| String::from_utf8_lossy(v).into_owned()))
+                {
                     println!("{slot}: {v}");
                 }
             }
@@ -313,7 +353,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let _ = std::fs::remove_dir_all(&dir);
             let report = report?;
             println!("{report}");
-            Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
@@ -321,7 +365,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 /// A one-line progress bar on standard error.
 fn draw_progress(url: &str, p: Progress) {
     let (done, total) = match p {
-        Progress::Started { resumed_from, total } => (resumed_from, total),
+        Progress::Started {
+            resumed_from,
+            total,
+        } => (resumed_from, total),
         Progress::Received { done, total } => (done, total),
     };
     let name = url.rsplit('/').next().unwrap_or(url);

@@ -82,7 +82,9 @@ impl DeviceConfig {
         match self.encoding.to_ascii_lowercase().as_str() {
             "xml" => Ok(syncml_core::Encoding::Xml),
             "wbxml" => Ok(syncml_core::Encoding::Wbxml),
-            other => Err(DeviceError::Config(format!("encoding {other:?}: use xml or wbxml"))),
+            other => Err(DeviceError::Config(format!(
+                "encoding {other:?}: use xml or wbxml"
+            ))),
         }
     }
 
@@ -113,6 +115,9 @@ mod tests {
         c.save(dir.path()).unwrap();
         assert_eq!(DeviceConfig::load(dir.path()).unwrap(), c);
         std::fs::write(dir.path().join(FILE), "server_idd = \"x\"\n").unwrap();
-        assert!(matches!(DeviceConfig::load(dir.path()), Err(DeviceError::Config(_))));
+        assert!(matches!(
+            DeviceConfig::load(dir.path()),
+            Err(DeviceError::Config(_))
+        ));
     }
 }

@@ -31,7 +31,8 @@ const BACKOFF: Duration = Duration::from_secs(5);
 pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     if let Some(addr) = device.config.udp_listen.clone() {
-        let udp = UdpListener::bind(addr.as_str()).map_err(|e| DeviceError::Config(format!("udp_listen {addr}: {e}")))?;
+        let udp = UdpListener::bind(addr.as_str())
+            .map_err(|e| DeviceError::Config(format!("udp_listen {addr}: {e}")))?;
         tracing::info!(addr = %addr, "listening for notifications over UDP");
         let (tx, stop) = (tx.clone(), limits.stop.clone());
         std::thread::spawn(move || {
@@ -88,16 +89,23 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
     // A first session at start delivers what the boot left to report.
     let mut next_poll = Instant::now();
     loop {
-        if limits.stop.load(Ordering::Relaxed) || limits.max_sessions.is_some_and(|m| sessions >= m) {
+        if limits.stop.load(Ordering::Relaxed) || limits.max_sessions.is_some_and(|m| sessions >= m)
+        {
             return Ok(sessions);
         }
         let now = Instant::now();
         let polling = !interval.is_zero() || sessions == 0;
         let trigger = if polling && now >= next_poll {
             next_poll = now + interval;
-            Some(Trigger::Client { session_id: new_session_id() })
+            Some(Trigger::Client {
+                session_id: new_session_id(),
+            })
         } else {
-            let wait = if polling { next_poll - now } else { Duration::from_secs(1) };
+            let wait = if polling {
+                next_poll - now
+            } else {
+                Duration::from_secs(1)
+            };
             match rx.recv_timeout(wait.min(Duration::from_secs(1))) {
                 Ok(bytes) => accept(device, &bytes, &mut replays),
                 Err(_) => None,
@@ -106,7 +114,12 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
         let Some(trigger) = trigger else { continue };
         sessions += 1;
         match device.run(trigger) {
-            Ok(s) => tracing::info!(ok = s.ok(), sessions = s.sessions.len(), work = s.work_done, "session run"),
+            Ok(s) => tracing::info!(
+                ok = s.ok(),
+                sessions = s.sessions.len(),
+                work = s.work_done,
+                "session run"
+            ),
             Err(e) => tracing::warn!(error = %e, "session run failed"),
         }
     }
@@ -125,7 +138,9 @@ fn accept(device: &Device, bytes: &[u8], replays: &mut ReplayFilter) -> Option<T
         }
         Ok(n) => {
             tracing::info!(session = %n.session_id_hex, reset = n.nonce_reset, "notification");
-            Some(Trigger::Server { session_id: n.session_id })
+            Some(Trigger::Server {
+                session_id: n.session_id,
+            })
         }
         Err(e) => {
             tracing::warn!(error = %e, "notification dropped");

@@ -23,7 +23,9 @@ use dm_tree::DmTree;
 use syncml_core::Command;
 
 use crate::account::{provision, AccountSpec};
-use crate::download::{http::HttpConfig, http::HttpDownloader, DownloadError, Downloader, Fetched, Progress, Request};
+use crate::download::{
+    DownloadError, Downloader, Fetched, HttpConfig, HttpDownloader, Progress, Request,
+};
 use crate::firmware::{Firmware, FirmwareConfig, Ui, Work};
 use crate::session::{self, ClientSession, Outcome, Step, Trigger};
 use crate::transport::{HttpTransport, HttpTransportConfig};
@@ -94,7 +96,10 @@ fn provision_device(dm: &mut DmTree, spec: &InitSpec) -> Result<(), DeviceError>
             auth_type: spec.auth_type.clone(),
             user: spec.user.clone(),
             password: spec.password.clone(),
-            server_auth: spec.server_password.clone().map(|p| (spec.server_id.clone(), p)),
+            server_auth: spec
+                .server_password
+                .clone()
+                .map(|p| (spec.server_id.clone(), p)),
         },
     )?;
     for (i, key) in spec.firmware_keys.iter().enumerate() {
@@ -120,9 +125,9 @@ fn devinfo(spec: &InitSpec) -> Vec<(String, String)> {
 }
 
 fn synthetic_image(spec: &InitSpec) -> Vec<u8> {
-    spec.firmware_image
-        .clone()
-        .unwrap_or_else(|| format!("{} firmware {}\n", spec.model, spec.firmware_version).into_bytes())
+    spec.firmware_image.clone().unwrap_or_else(|| {
+        format!("{} firmware {}\n", spec.model, spec.firmware_version).into_bytes()
+    })
 }
 
 /// A device and everything it runs.
@@ -139,7 +144,9 @@ pub struct Device {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Device")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,12 +171,19 @@ impl Device {
     /// Creates a device's state directory. Refuses a directory that holds one.
     pub fn init(dir: &Path, spec: &InitSpec) -> Result<(), DeviceError> {
         if dir.join(config::FILE).exists() {
-            return Err(DeviceError::Config(format!("{} already holds a device", dir.display())));
+            return Err(DeviceError::Config(format!(
+                "{} already holds a device",
+                dir.display()
+            )));
         }
         std::fs::create_dir_all(dir).map_err(|e| DeviceError::io(dir, e))?;
         let mut dm = DmTree::init(&dir.join("tree"), &[], &devinfo(spec))?;
         provision_device(&mut dm, spec)?;
-        SlotAgent::init(&dir.join("slots"), &synthetic_image(spec), &spec.firmware_version)?;
+        SlotAgent::init(
+            &dir.join("slots"),
+            &synthetic_image(spec),
+            &spec.firmware_version,
+        )?;
         let mut cfg = spec.config.clone();
         cfg.server_id = spec.server_id.clone();
         cfg.save(dir)
@@ -258,21 +272,27 @@ impl Device {
         };
         let server_id = self.config.server_id.clone();
         let reports = self.firmware.reports(&self.dm, &server_id);
-        let (mut s, mut step) = ClientSession::start(&self.dm, cfg, &server_id, trigger, reports, Instant::now())?;
+        let (mut s, mut step) =
+            ClientSession::start(&self.dm, cfg, &server_id, trigger, reports, Instant::now())?;
         loop {
             step = match step {
-                Step::Send(t) => match self.transport.post(&t.url, t.content_type, t.hmac.as_deref(), &t.body) {
-                    Ok(r) => {
-                        let reply = session::Reply {
-                            status: r.status,
-                            content_type: r.content_type,
-                            hmac: r.hmac,
-                            body: r.body,
-                        };
-                        s.receive(&mut self.dm, &mut self.firmware, reply, Instant::now())
+                Step::Send(t) => {
+                    match self
+                        .transport
+                        .post(&t.url, t.content_type, t.hmac.as_deref(), &t.body)
+                    {
+                        Ok(r) => {
+                            let reply = session::Reply {
+                                status: r.status,
+                                content_type: r.content_type,
+                                hmac: r.hmac,
+                                body: r.body,
+                            };
+                            s.receive(&mut self.dm, &mut self.firmware, reply, Instant::now())
+                        }
+                        Err(e) => s.transport_failed(&e.to_string()),
                     }
-                    Err(e) => s.transport_failed(&e.to_string()),
-                },
+                }
                 Step::Download(req) => {
                     let result = self.fetch(&req);
                     s.download_done(&mut self.dm, &mut self.firmware, result, Instant::now())
@@ -318,10 +338,17 @@ impl Device {
                         self.firmware.download_done(&mut self.dm, &w, result);
                     }
                     Work::Update { .. } => {
-                        let Ok(package) = self.firmware.begin_update(&mut self.dm, &w, self.agent.as_ref()) else {
+                        let Ok(package) =
+                            self.firmware
+                                .begin_update(&mut self.dm, &w, self.agent.as_ref())
+                        else {
                             continue;
                         };
-                        match self.agent.stage(&package).and_then(|()| self.agent.reboot()) {
+                        match self
+                            .agent
+                            .stage(&package)
+                            .and_then(|()| self.agent.reboot())
+                        {
                             Ok(()) => {
                                 // The reference agent returns from reboot; the boot that a
                                 // real device would do next is played here.
@@ -357,10 +384,16 @@ impl Device {
             let (n, rebooted) = self.work()?;
             summary.work_done += n;
             summary.rebooted |= rebooted;
-            if self.firmware.reports(&self.dm, &self.config.server_id).is_empty() {
+            if self
+                .firmware
+                .reports(&self.dm, &self.config.server_id)
+                .is_empty()
+            {
                 break;
             }
-            trigger = Trigger::Client { session_id: new_session_id() };
+            trigger = Trigger::Client {
+                session_id: new_session_id(),
+            };
         }
         Ok(summary)
     }
@@ -383,7 +416,10 @@ impl Device {
 /// A session id for a client-initiated session: the clock's low bits in hex. It only
 /// has to differ from the last session's.
 pub fn new_session_id() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
     format!("{:X}", (now as u16).max(1))
 }
 

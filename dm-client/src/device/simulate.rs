@@ -66,7 +66,11 @@ impl Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
+        let ms = |d: Option<Duration>| {
+            d.map_or("-".to_owned(), |d| {
+                format!("{:.1} ms", d.as_secs_f64() * 1e3)
+            })
+        };
         let total = self.completed + self.failed;
         let rate = total as f64 / self.elapsed.as_secs_f64().max(1e-9);
         writeln!(f, "sessions completed: {}", self.completed)?;
@@ -79,7 +83,11 @@ impl std::fmt::Display for Report {
             ms(self.percentile(99.0)),
             ms(self.percentile(100.0)),
         )?;
-        write!(f, "elapsed: {:.2} s ({rate:.1} sessions/s)", self.elapsed.as_secs_f64())?;
+        write!(
+            f,
+            "elapsed: {:.2} s ({rate:.1} sessions/s)",
+            self.elapsed.as_secs_f64()
+        )?;
         for e in &self.errors {
             write!(f, "\nerror: {e}")?;
         }
@@ -147,12 +155,18 @@ fn simulate_one(opts: &Options, i: usize, report: &Mutex<Report>) {
     };
     for _ in 0..opts.sessions_per_device.max(1) {
         let t0 = Instant::now();
-        let result = dev.run(Trigger::Client { session_id: new_session_id() });
+        let result = dev.run(Trigger::Client {
+            session_id: new_session_id(),
+        });
         let took = t0.elapsed();
         match result {
             Ok(s) if s.ok() => record(true, took, None),
             Ok(s) => {
-                let why = s.sessions.iter().find_map(|o| o.result.clone().err()).map(|e| e.to_string());
+                let why = s
+                    .sessions
+                    .iter()
+                    .find_map(|o| o.result.clone().err())
+                    .map(|e| e.to_string());
                 record(false, took, why)
             }
             Err(e) => record(false, took, Some(e.to_string())),

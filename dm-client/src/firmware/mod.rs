@@ -100,15 +100,9 @@ pub struct AutoAccept;
 
 impl Ui for AutoAccept {}
 
-/// What [`Firmware::begin_download`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Begin {
-    /// The command's Status is known now (package already stored: 200; user
-    /// refused: 304; bad arguments: 400/404/412 ...).
-    Answer(StatusCode),
-    /// Run this download, then call [`Firmware::end_download`] with its result.
-    Fetch(Request),
-}
+/// What [`Firmware::begin_download`] decided: the engine's type, so no translation
+/// stands between the two.
+pub use crate::session::Begin;
 
 /// Work to run outside a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,15 +123,9 @@ impl Work {
     }
 }
 
-/// A command the client owes a server, for package 1 of its next session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// Pass to [`Firmware::report_answered`] with the Status the server returns.
-    pub id: String,
-    /// An Alert 1226, a ConfirmFirmwareUpdate or a SIMCardChange (CmdID 0: the
-    /// message builder numbers it).
-    pub command: Command,
-}
+/// A command the client owes a server (an Alert 1226, a ConfirmFirmwareUpdate or a
+/// SIMCardChange), for package 1 of its next session.
+pub use crate::session::Report;
 
 /// Errors of the out-of-session steps.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -292,5 +280,25 @@ impl Hooks for Firmware {
 
     fn extension(&mut self, dm: &mut DmTree, server_id: &str, cmd: &Command) -> StatusCode {
         ext::execute(self, dm, server_id, cmd)
+    }
+}
+
+impl crate::session::Agent for Firmware {
+    fn begin_download(&mut self, dm: &mut DmTree, server_id: &str, cmd: &Command) -> Begin {
+        Firmware::begin_download(self, dm, server_id, cmd)
+    }
+
+    fn end_download(
+        &mut self,
+        dm: &mut DmTree,
+        server_id: &str,
+        cmd: &Command,
+        result: Result<Fetched, DownloadError>,
+    ) -> StatusCode {
+        Firmware::end_download(self, dm, server_id, cmd, result)
+    }
+
+    fn report_answered(&mut self, dm: &mut DmTree, id: &str, code: StatusCode) {
+        Firmware::report_answered(self, dm, id, code)
     }
 }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use syncml_core::{decode, encode, AlertCode, Command, Encoding, MessageBuilder, StatusCode, SyncMl};
+use syncml_core::{
+    decode, encode, AlertCode, Command, Encoding, MessageBuilder, StatusCode, SyncMl,
+};
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -81,10 +83,14 @@ impl Drop for DmServer {
 fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     conn.set_nonblocking(false).ok();
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let Some(body) = read_request(&mut conn) else { return };
+    let Some(body) = read_request(&mut conn) else {
+        return;
+    };
     let enc = Encoding::detect(&body).unwrap_or(Encoding::Xml);
     let Ok(msg) = decode(&body) else {
-        let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = conn.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
         return;
     };
     let reply = {
@@ -107,7 +113,11 @@ fn answer(st: &mut State, msg: SyncMl) -> SyncMl {
     let id = st.next_msg.entry(sid).or_insert(1);
     let mut b = MessageBuilder::reply_to(&msg.hdr, *id);
     *id += 1;
-    b.status_for_header(if first { StatusCode::AuthenticationAccepted } else { StatusCode::Ok });
+    b.status_for_header(if first {
+        StatusCode::AuthenticationAccepted
+    } else {
+        StatusCode::Ok
+    });
     let mut package1 = false;
     for c in &msg.body.commands {
         match c {
@@ -116,14 +126,21 @@ fn answer(st: &mut State, msg: SyncMl) -> SyncMl {
                     st.job_statuses.push((s.cmd.clone(), s.data.code()));
                 }
                 // The job's last command answered: the device has the job.
-                let last = st.jobs.front().and_then(|j| j.last()).map(|c| c.name().to_owned());
+                let last = st
+                    .jobs
+                    .front()
+                    .and_then(|j| j.last())
+                    .map(|c| c.name().to_owned());
                 if last.as_deref() == Some(s.cmd.as_str()) {
                     st.jobs.pop_front();
                 }
             }
             Command::Results(_) => {}
             Command::Alert(a) => {
-                if matches!(a.data, Some(AlertCode::ClientInitiated | AlertCode::ServerInitiated)) {
+                if matches!(
+                    a.data,
+                    Some(AlertCode::ClientInitiated | AlertCode::ServerInitiated)
+                ) {
                     package1 = true;
                 }
                 if a.data == Some(AlertCode::GenericAlert) {

@@ -1,4 +1,4 @@
 //! Helpers shared by the integration tests.
 
-pub mod http;
 pub mod dm;
+pub mod http;

@@ -130,6 +130,9 @@ fn synthetic_image(spec: &InitSpec) -> Vec<u8> {
     })
 }
 
+/// Where download progress goes: the URL and how far it got.
+pub type ProgressSink = Box<dyn FnMut(&str, Progress) + Send>;
+
 /// A device and everything it runs.
 pub struct Device {
     pub dm: DmTree,
@@ -139,7 +142,11 @@ pub struct Device {
     transport: HttpTransport,
     downloader: HttpDownloader,
     /// Receives download progress (the binary draws a bar on a terminal).
-    progress: Option<Box<dyn FnMut(&str, Progress) + Send>>,
+    progress: Option<ProgressSink>,
+    /// A pause after each durable step of an update, from `DM_CLIENT_STEP_PAUSE_MS`:
+    /// lets power-loss tests land their kills inside every step, not only in the
+    /// long download.
+    step_pause: std::time::Duration,
 }
 
 impl std::fmt::Debug for Device {
@@ -180,7 +187,7 @@ impl Device {
         let mut dm = DmTree::init(&dir.join("tree"), &[], &devinfo(spec))?;
         provision_device(&mut dm, spec)?;
         SlotAgent::init(
-            &dir.join("slots"),
+            dir.join("slots"),
             &synthetic_image(spec),
             &spec.firmware_version,
         )?;
@@ -194,7 +201,7 @@ impl Device {
     pub fn open(dir: &Path, ui: Box<dyn Ui>) -> Result<Device, DeviceError> {
         let config = DeviceConfig::load(dir)?;
         let dm = DmTree::open(&dir.join("tree"))?;
-        let agent = SlotAgent::open(&dir.join("slots"))?;
+        let agent = SlotAgent::open(dir.join("slots"))?;
         Device::assemble(dm, Box::new(agent), config, &dir.join("packages"), ui)
     }
 
@@ -255,11 +262,12 @@ impl Device {
             transport,
             downloader,
             progress: None,
+            step_pause: step_pause_from_env(),
         })
     }
 
     /// Sets the receiver of download progress.
-    pub fn on_progress(&mut self, f: Box<dyn FnMut(&str, Progress) + Send>) {
+    pub fn on_progress(&mut self, f: ProgressSink) {
         self.progress = Some(f);
     }
 
@@ -336,24 +344,25 @@ impl Device {
                     Work::Download { request, .. } => {
                         let result = self.fetch(request);
                         self.firmware.download_done(&mut self.dm, &w, result);
+                        self.pause();
                     }
                     Work::Update { .. } => {
-                        let Ok(package) =
-                            self.firmware
-                                .begin_update(&mut self.dm, &w, self.agent.as_ref())
+                        let agent = self.agent.as_ref();
+                        let Ok(package) = self.firmware.begin_update(&mut self.dm, &w, agent)
                         else {
                             continue;
                         };
-                        match self
-                            .agent
-                            .stage(&package)
-                            .and_then(|()| self.agent.reboot())
-                        {
+                        self.pause();
+                        let staged = self.agent.stage(&package);
+                        self.pause();
+                        match staged.and_then(|()| self.agent.reboot()) {
                             Ok(()) => {
                                 // The reference agent returns from reboot; the boot that a
                                 // real device would do next is played here.
                                 rebooted = true;
+                                self.pause();
                                 self.agent.boot()?;
+                                self.pause();
                                 self.firmware.on_boot(&mut self.dm, self.agent.as_mut())?;
                             }
                             Err(e) => self.firmware.update_failed(&mut self.dm, &w, &e),
@@ -363,6 +372,12 @@ impl Device {
             }
         }
         Ok((done, rebooted))
+    }
+
+    fn pause(&self) {
+        if !self.step_pause.is_zero() {
+            std::thread::sleep(self.step_pause);
+        }
     }
 
     /// What `dm-client run` does: a session, the work it left, and further
@@ -411,6 +426,14 @@ impl Device {
             .map(|r| r.command)
             .collect()
     }
+}
+
+fn step_pause_from_env() -> std::time::Duration {
+    let ms = std::env::var("DM_CLIENT_STEP_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ms)
 }
 
 /// A session id for a client-initiated session: the clock's low bits in hex. It only

@@ -456,14 +456,13 @@ impl ClientSession {
 
     /// A builder for the next message (credentials are added when it is sent).
     fn builder(&self) -> MessageBuilder {
-        let b = MessageBuilder::new(
+        MessageBuilder::new(
             self.version,
             &self.session_id,
             self.next_msg_id,
             &self.server_uri,
             &self.device_id,
-        );
-        b
+        )
     }
 
     fn transmit(&mut self, mut msg: SyncMl, now: Instant) -> Step {

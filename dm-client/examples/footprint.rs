@@ -1,8 +1,8 @@
 //! Heap footprint of one whole FOTA run, measured with a counting allocator.
 //!
 //! ```sh
-//! cargo run --release -p dm-client --example footprint            # 4 KiB and 1 MiB images
-//! cargo run --release -p dm-client --example footprint -- 65536   # any image sizes
+//! cargo run --release -p dm-client --example footprint          # 4 KiB, 256 KiB, 1 MiB images
+//! cargo run --release -p dm-client --example footprint -- 65536 # any image sizes
 //! ```
 //!
 //! The run, entirely in process (no HTTP; the tree in memory, packages and firmware
@@ -24,15 +24,17 @@
 //! - the scripted server's own work (decoding the device's messages, building its
 //!   replies): the peak is restored after each server turn, keeping only the reply
 //!   body it hands over, which a transport would hold too;
-//! - the package bytes on their way in: they are built before the measurement and
-//!   written to the file from that buffer, as a download agent streams to disk;
+//! - the package bytes on their way in: the package file is written before the
+//!   measurement and copied file to file where the download agent would leave it;
 //! - the HTTP stack and download agent (this run has none; the agent streams
 //!   through a 16 KiB buffer).
 //!
 //! The reference update agent reads the package and rebuilds the image in memory,
-//! so the peak grows with the package. Runs of two sizes give that slope (heap
-//! bytes per image byte) and the intercept, the peak with the package-sized
-//! buffers taken out: the `excluding_package` line.
+//! and the verifier reads up to 64 KiB of a package's start in one buffer, so the
+//! peak grows with the package. Each phase's peak is fitted on the two largest
+//! runs (both should be over 64 KiB): the slope is heap bytes per image byte, the
+//! intercept the phase's peak without package-sized buffers. The largest intercept
+//! is the `excluding_package` line.
 //!
 //! Output: one `footprint key=value ...` line per figure, for scripts.
 
@@ -143,6 +145,9 @@ const SERVER_ID: &str = "srv";
 const SLOT: &str = "./FUMO/1";
 const PKG_URL: &str = "http://fw.example/pkg-2.0";
 const CORRELATOR: &str = "fota-1";
+/// The verifier reads the first `MAX_HEADER_LEN` bytes of a package in one buffer;
+/// packages at least this long show its full size.
+const VERIFY_PREFIX: usize = syncml_core::package::MAX_HEADER_LEN;
 
 /// The server's side of one session: what it adds to its first reply.
 type Script = fn(&mut MessageBuilder);
@@ -270,8 +275,13 @@ fn phase<T>(
     Ok(out)
 }
 
-/// One FOTA with a firmware image of `image_len` bytes.
+/// One FOTA with a firmware image of `image_len` bytes. Figures are counted from
+/// the live heap at entry, so earlier runs and the driver's own output buffers
+/// do not show.
 fn run(image_len: usize) -> Result<Figures, String> {
+    // The driver's record, allocated before counting starts.
+    let mut phases = Vec::with_capacity(8);
+    let floor = live();
     let tmp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let info: Vec<(String, String)> = [
         ("DevId", "IMEI:490154203237518"),
@@ -321,12 +331,17 @@ fn run(image_len: usize) -> Result<Figures, String> {
         from_version: "1.0".into(),
         to_version: "2.0".into(),
     };
-    // The package bytes, allocated before the measurement starts.
-    let package = build_full(&spec, &new_image, Some(&key));
+    // The package as the server would serve it: built and written out before the
+    // measurement starts, so its bytes are not on the heap during the run.
+    let incoming = tmp.path().join("incoming.pkg");
+    let package_len = {
+        let package = build_full(&spec, &new_image, Some(&key));
+        write_package(&incoming, &package)?;
+        package.len()
+    };
     drop(new_image);
 
-    let baseline = live();
-    let mut phases = Vec::new();
+    let baseline = live() - floor;
     phase(&mut phases, "session1", || {
         session(&mut dm, &mut fw, Vec::new(), fumo_commands)
     })?;
@@ -340,10 +355,12 @@ fn run(image_len: usize) -> Result<Figures, String> {
         let [w @ Work::Download { request, .. }] = work.as_slice() else {
             return Err(format!("expected one download, got {work:?}"));
         };
-        write_package(&request.dest, &package)?;
+        // The download agent streams to disk; copied file to file, the bytes
+        // never reach this process's heap.
+        uncounted(|| copy_package(&incoming, &request.dest))?;
         let fetched = Fetched {
             url: request.url.clone(),
-            len: package.len() as u64,
+            len: package_len as u64,
             content_type: None,
             resumed: false,
         };
@@ -390,26 +407,36 @@ fn run(image_len: usize) -> Result<Figures, String> {
     if !fw.reports(&dm, SERVER_ID).is_empty() {
         return Err("the report was not cleared by the server's answer".into());
     }
+    for p in &mut phases {
+        p.1 -= floor;
+    }
     Ok(Figures {
         image_len,
-        package_len: package.len(),
+        package_len,
         baseline,
         phases,
     })
 }
 
-/// Writes the package file whole, as the download agent leaves it.
+/// Writes the package the server serves.
 fn write_package(dest: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(dest, bytes).map_err(|e| format!("{}: {e}", dest.display()))
+}
+
+/// Copies the package file to where the download agent would leave it.
+fn copy_package(from: &Path, dest: &Path) -> Result<(), String> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(dest, bytes).map_err(|e| format!("{}: {e}", dest.display()))
+    std::fs::copy(from, dest)
+        .map(drop)
+        .map_err(|e| format!("{}: {e}", dest.display()))
 }
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let sizes: Vec<usize> = if args.is_empty() {
-        vec![4 << 10, 1 << 20]
+        vec![4 << 10, 256 << 10, 1 << 20]
     } else {
         args.iter()
             .map(|a| {
@@ -438,20 +465,32 @@ fn main() -> Result<(), String> {
         );
         runs.push(f);
     }
-    // The line through the smallest and largest run: heap per image byte, and
-    // the peak with no package at all.
-    if let (Some(s), Some(l)) = (
-        runs.iter().min_by_key(|f| f.image_len),
-        runs.iter().max_by_key(|f| f.image_len),
-    ) {
+    // Per phase, the line through the two largest runs: heap per image byte, and
+    // the intercept, the phase's peak without package-sized buffers. The largest
+    // intercept is the run's peak excluding the package.
+    let mut by_size: Vec<&Figures> = runs.iter().collect();
+    by_size.sort_by_key(|f| f.image_len);
+    if let [.., s, l] = by_size.as_slice() {
         if l.image_len > s.image_len {
-            let slope =
-                (l.peak() as f64 - s.peak() as f64) / (l.image_len as f64 - s.image_len as f64);
-            let intercept = s.peak() as f64 - slope * s.image_len as f64;
+            if s.image_len < VERIFY_PREFIX {
+                eprintln!(
+                    "note: runs under {VERIFY_PREFIX} bytes read less than the verifier's \
+                     prefix; the fit then understates the verification buffers"
+                );
+            }
+            let mut excluding = 0f64;
+            for ((name, ps), (_, pl)) in s.phases.iter().zip(&l.phases) {
+                let slope = (*pl as f64 - *ps as f64) / (l.image_len - s.image_len) as f64;
+                let intercept = *ps as f64 - slope * s.image_len as f64;
+                excluding = excluding.max(intercept);
+                println!(
+                    "footprint fit phase={name} heap_per_image_byte={slope:.3} \
+                     intercept_heap={intercept:.0}"
+                );
+            }
             println!(
-                "footprint excluding_package peak_heap={:.0} heap_per_image_byte={slope:.3} \
-                 from_images={},{}",
-                intercept, s.image_len, l.image_len
+                "footprint excluding_package peak_heap={excluding:.0} from_images={},{}",
+                s.image_len, l.image_len
             );
         }
     }

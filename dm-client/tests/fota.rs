@@ -129,7 +129,7 @@ fn fumo_download_and_update_end_to_end() {
         "/fw.pkg",
         Route::new(build_full(&spec("2.0"), &image_v2(), Some(&key))),
     );
-    let server = DmServer::start();
+    let server = DmServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), &server, &key, &[]);
     server.queue(fumo_job(
@@ -168,7 +168,7 @@ fn a_package_signed_by_another_key_is_refused_and_reported() {
         "/fw.pkg",
         Route::new(build_full(&spec("2.0"), &image_v2(), Some(&stranger))),
     );
-    let server = DmServer::start();
+    let server = DmServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), &server, &key, &[]);
     server.queue(fumo_job(
@@ -191,7 +191,7 @@ fn extension_commands_download_verify_save_apply_then_confirm() {
     let files = Server::http();
     let pkg = build_delta(&spec("2.1"), &first_image(), &image_v2(), Some(&key)).unwrap();
     files.route("/delta.pkg", Route::new(pkg));
-    let server = DmServer::start();
+    let server = DmServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), &server, &key, &["--encoding", "wbxml"]);
     let url = files.url("/delta.pkg");
@@ -313,7 +313,7 @@ fn power_loss_at_random_instants_still_ends_in_the_right_report() {
     for round in 0..rounds {
         // Every third round installs firmware that fails its boot check.
         let bad = round % 3 == 2;
-        let server = DmServer::start();
+        let server = DmServer::start().unwrap();
         let dir = tempfile::tempdir().unwrap();
         init(dir.path(), &server, &key, &[]);
         let url = files.url(if bad { "/bad.pkg" } else { "/good.pkg" });

@@ -137,6 +137,9 @@ enum Cmd {
     },
     /// Show the device: firmware version, FUMO state, reports owed.
     Status,
+    /// A whole firmware update against a scripted server on loopback, step by step
+    /// (nothing to set up; the device lives in a temporary directory).
+    Demo,
     /// Run N independent devices in this process against a server (load test).
     Simulate {
         #[arg(long)]
@@ -322,6 +325,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 println!("owed to the server: {}", c.name());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo => {
+            let dir = std::env::temp_dir().join(format!("dm-client-demo-{}", std::process::id()));
+            let ok = dm_client::device::demo::run(&dir, &mut std::io::stdout());
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(if ok? { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Cmd::Simulate {
             devices,

@@ -14,6 +14,7 @@
 
 mod config;
 pub mod daemon;
+pub mod demo;
 pub mod simulate;
 
 use std::path::{Path, PathBuf};

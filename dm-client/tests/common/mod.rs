@@ -1,4 +1,8 @@
 //! Helpers shared by the integration tests.
 
-pub mod dm;
+/// The scripted DM server lives in the library (`dm-client demo` runs it too).
+pub mod dm {
+    #[allow(unused_imports)]
+    pub use dm_client::device::demo::DmServer;
+}
 pub mod http;

@@ -252,11 +252,14 @@ fn md5_challenge_resends_package_1_and_keeps_the_next_nonce() {
         Some(md5_cred(&key, &Nonce::from_bytes(*b"first")))
     );
     assert_eq!(again.hdr.source.loc_name.as_deref(), Some("dev"));
-    assert_eq!(
-        again.body.commands.len(),
-        p1.body.commands.len(),
-        "package 1 again"
-    );
+    // Package 1 again, after the Status of the challenging header (protocol 2.4.1).
+    assert_eq!(statuses(&again)[0], ("SyncHdr".into(), 200));
+    let Command::Status(h) = &again.body.commands[0] else {
+        panic!()
+    };
+    assert_eq!(h.msg_ref, Some(1));
+    let names = |cmds: &[Command]| cmds.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(&again.body.commands[1..]), names(&p1.body.commands));
     // Accepted, with the nonce for the next session.
     let mut b = MessageBuilder::reply_to(&again.hdr, 2);
     b.status_for_header_with(
@@ -361,7 +364,7 @@ fn a_server_with_wrong_credentials_is_refused_every_time() {
     let mut dm = device("BASIC", Some(("srvname", "srvpw")));
     let (mut s, t) = start(&dm, Config::default(), Vec::new());
     let mut last = msg(&t);
-    for i in 1..=3 {
+    for i in 1..=5 {
         let mut b = reply_to(&last, i, StatusCode::Ok);
         b.cred(basic_cred("srvname", "wrong"));
         b.replace(vec![Item::target("./DMAcc/srv/Name").with_data("xx")]);
@@ -959,4 +962,172 @@ fn recorded_ui_alerts_are_answered() {
         assert_eq!(st[1].0, "Alert", "{name}");
         assert_eq!(st[1].1, code, "{name}");
     }
+}
+
+#[test]
+fn credentials_count_against_the_servers_max_msg_size() {
+    for auth in ["BASIC", "DIGEST"] {
+        let mut dm = device(auth, None);
+        let big: String = (0..6000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        dm.set("./DevDetail/Ext/Big", big.as_bytes()).unwrap();
+        dm.tree.commit().unwrap();
+        let (mut s, t) = start(&dm, Config::default(), Vec::new());
+        let p1 = msg(&t);
+        // 200, not 212: the device keeps sending credentials in every message.
+        let mut b = MessageBuilder::reply_to(&p1.hdr, 1);
+        let chal = (auth == "DIGEST").then(|| challenge(AuthType::Md5, &Nonce::from_bytes(*b"n")));
+        b.status_for_header_with(StatusCode::Ok, chal);
+        b.max_msg_size(1500);
+        b.get(vec![Item::target("./DevDetail/Ext/Big")]);
+        b.more_messages();
+        let mut t = sent(deliver(
+            &mut s,
+            &mut dm,
+            &mut dm_tree::Headless,
+            &b.finish(),
+            Encoding::Xml,
+        ));
+        for i in 2..20 {
+            let m = msg(&t);
+            assert!(m.hdr.cred.is_some(), "{auth}: credentials until 212");
+            assert!(
+                t.body.len() <= 1500,
+                "{auth}: message of {} bytes",
+                t.body.len()
+            );
+            if m.body.is_final {
+                break;
+            }
+            let mut b = reply_to(&m, i, StatusCode::Ok);
+            b.alert_code(AlertCode::NextMessage);
+            b.more_messages();
+            t = sent(deliver(
+                &mut s,
+                &mut dm,
+                &mut dm_tree::Headless,
+                &b.finish(),
+                Encoding::Xml,
+            ));
+        }
+    }
+}
+
+#[test]
+fn a_bare_unauthenticated_reply_ends_the_session_and_keeps_the_nonce() {
+    let mut dm = device("DIGEST", Some(("srvname", "srvpw")));
+    let before = value(&dm, "./DMAcc/srv/AppAuth/2/AAuthData");
+    let (mut s, t) = start(&dm, Config::default(), Vec::new());
+    // Only a header Status, no server credentials: nothing to refuse, so no bare
+    // challenge goes back (protocol 2.4) and no nonce is issued.
+    let mut b = reply_to(&msg(&t), 1, StatusCode::AuthenticationAccepted);
+    let step = deliver(
+        &mut s,
+        &mut dm,
+        &mut dm_tree::Headless,
+        &b.finish(),
+        Encoding::Xml,
+    );
+    assert_eq!(done(step), Err(SessionError::ServerAuth));
+    assert_eq!(value(&dm, "./DMAcc/srv/AppAuth/2/AAuthData"), before);
+}
+
+#[test]
+fn the_nonce_issued_to_the_server_is_kept_when_it_is_sent() {
+    let mut dm = device("DIGEST", Some(("srvname", "srvpw")));
+    let (mut s, t) = start(&dm, Config::default(), Vec::new());
+    s.set_nonce_source(Box::new(Fixed(*b"0123456789abcdef")));
+    let mut b = reply_to(&msg(&t), 1, StatusCode::AuthenticationAccepted);
+    // MD5 over the nonce the device holds for the server (none yet: empty).
+    b.cred(md5_cred(
+        &UserKey::new("srvname", "srvpw"),
+        &Nonce::from_bytes(Vec::new()),
+    ));
+    b.source_name("srvname");
+    b.get(vec![Item::target("./DevInfo/Mod")]);
+    let p3 = msg(&sent(deliver(
+        &mut s,
+        &mut dm,
+        &mut dm_tree::Headless,
+        &b.finish(),
+        Encoding::Xml,
+    )));
+    let Command::Status(h) = &p3.body.commands[0] else {
+        panic!()
+    };
+    assert_eq!(h.data, StatusCode::AuthenticationAccepted);
+    let sent_nonce = h
+        .chal
+        .as_ref()
+        .and_then(|c| c.meta.next_nonce.clone())
+        .expect("a challenge with the next nonce");
+    assert_eq!(
+        Nonce::from_b64(&sent_nonce).unwrap().as_bytes(),
+        b"0123456789abcdef"
+    );
+    assert_eq!(
+        value(&dm, "./DMAcc/srv/AppAuth/2/AAuthData").as_deref(),
+        Some("0123456789abcdef")
+    );
+}
+
+struct Fixed([u8; 16]);
+
+impl syncml_core::auth::NonceSource for Fixed {
+    fn fill(&mut self, buf: &mut [u8]) -> syncml_core::Result<()> {
+        for (d, s) in buf.iter_mut().zip(self.0.iter().cycle()) {
+            *d = *s;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_auth_type_the_engine_does_not_speak_sends_no_password() {
+    let dm = device("X509", None);
+    let r = ClientSession::start(
+        &dm,
+        Config::default(),
+        "srv",
+        Trigger::Client {
+            session_id: "1".into(),
+        },
+        Vec::new(),
+        Instant::now(),
+    );
+    assert!(
+        matches!(r, Err(SessionError::ClientAuth(_))),
+        "{:?}",
+        r.err()
+    );
+}
+
+#[test]
+fn refused_commands_inside_containers_get_a_status_each() {
+    let mut dm = device("BASIC", Some(("srvname", "srvpw")));
+    let (mut s, t) = start(&dm, Config::default(), Vec::new());
+    let mut b = reply_to(&msg(&t), 1, StatusCode::AuthenticationAccepted);
+    b.command(Command::Atomic(Container {
+        commands: vec![Command::Replace(ItemCmd::new(vec![Item::target(
+            "./DMAcc/srv/Name",
+        )
+        .with_data("x")]))],
+        ..Container::default()
+    }));
+    let p3 = msg(&sent(deliver(
+        &mut s,
+        &mut dm,
+        &mut dm_tree::Headless,
+        &b.finish(),
+        Encoding::Xml,
+    )));
+    assert_eq!(
+        statuses(&p3),
+        [
+            ("SyncHdr".into(), 407),
+            ("Atomic".into(), 407),
+            ("Replace".into(), 407)
+        ]
+    );
 }

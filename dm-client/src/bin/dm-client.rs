@@ -330,7 +330,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let dir = std::env::temp_dir().join(format!("dm-client-demo-{}", std::process::id()));
             let ok = dm_client::device::demo::run(&dir, &mut std::io::stdout());
             let _ = std::fs::remove_dir_all(&dir);
-            Ok(if ok? { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Simulate {
             devices,

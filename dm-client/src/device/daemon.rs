@@ -81,7 +81,9 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
             }
         });
     }
-    drop(tx);
+    // The main loop keeps a sender: with no listener configured, `recv_timeout` then
+    // waits out its timeout instead of failing at once (which would spin).
+    let _keep_open = tx;
 
     let mut replays = ReplayFilter::new(Duration::from_secs(600), 256);
     let interval = Duration::from_secs(device.config.poll_interval_secs);
@@ -96,7 +98,10 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
         let now = Instant::now();
         let polling = !interval.is_zero() || sessions == 0;
         let trigger = if polling && now >= next_poll {
-            next_poll = now + interval;
+            // An interval too large to add means "only on notifications".
+            next_poll = now
+                .checked_add(interval)
+                .unwrap_or(now + Duration::from_secs(365 * 86_400));
             Some(Trigger::Client {
                 session_id: new_session_id(),
             })

@@ -30,6 +30,9 @@ pub struct State {
     pub reports: Vec<Command>,
     /// Statuses the device gave the jobs' commands: (command, code).
     pub job_statuses: Vec<(String, u16)>,
+    /// The server's own Basic credentials, sent in every reply when set (for a
+    /// device that requires the server to authenticate itself).
+    pub credentials: Option<(String, String)>,
     /// Files served at their path (GET), such as packages.
     pub files: HashMap<String, Vec<u8>>,
     /// The server's next MsgID per session.
@@ -98,7 +101,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
         return;
     };
     if !path.starts_with("/dm") {
-        let file = state.lock().unwrap_or_else(|p| p.into_inner()).files.get(&path).cloned();
+        let file = state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .files
+            .get(&path)
+            .cloned();
         let (status, bytes) = match file {
             Some(b) => ("200 OK", b),
             None => ("404 Not Found", Vec::new()),
@@ -138,6 +146,9 @@ fn answer(st: &mut State, msg: SyncMl) -> SyncMl {
     let id = st.next_msg.entry(sid).or_insert(1);
     let mut b = MessageBuilder::reply_to(&msg.hdr, *id);
     *id += 1;
+    if let Some((name, password)) = &st.credentials {
+        b.cred(syncml_core::auth::basic_cred(name, password));
+    }
     b.status_for_header(if first {
         StatusCode::AuthenticationAccepted
     } else {
@@ -247,11 +258,16 @@ pub fn run(dir: &std::path::Path, out: &mut dyn Write) -> Result<bool, super::De
     let say = |out: &mut dyn Write, line: String| {
         let _ = writeln!(out, "{line}");
     };
-    let server = DmServer::start().map_err(|e| DeviceError::io(std::path::Path::new("127.0.0.1"), e))?;
+    let server =
+        DmServer::start().map_err(|e| DeviceError::io(std::path::Path::new("127.0.0.1"), e))?;
     say(out, format!("scripted DM server at {}", server.url()));
     let key = SigningKey::generate().map_err(|e| DeviceError::Config(e.to_string()))?;
     let (model, from, to) = ("dmrs-sim", "1.0", "2.0");
-    let image: Vec<u8> = format!("{model} firmware {to}\n").bytes().cycle().take(64 * 1024).collect();
+    let image: Vec<u8> = format!("{model} firmware {to}\n")
+        .bytes()
+        .cycle()
+        .take(64 * 1024)
+        .collect();
     let spec = Spec {
         model: model.into(),
         component: "firmware".into(),
@@ -260,7 +276,13 @@ pub fn run(dir: &std::path::Path, out: &mut dyn Write) -> Result<bool, super::De
     };
     let pkg = build_full(&spec, &image, Some(&key));
     let url = server.add_file("/fw/2.0.pkg", pkg.clone());
-    say(out, format!("package {from} -> {to} for {model}: {} bytes, signed, at {url}", pkg.len()));
+    say(
+        out,
+        format!(
+            "package {from} -> {to} for {model}: {} bytes, signed, at {url}",
+            pkg.len()
+        ),
+    );
 
     let state = dir.join("device");
     let init = InitSpec {
@@ -279,24 +301,41 @@ pub fn run(dir: &std::path::Path, out: &mut dyn Write) -> Result<bool, super::De
         config: DeviceConfig::default(),
     };
     Device::init(&state, &init)?;
-    say(out, format!("device created in {} (firmware {from}, MD5 auth)", state.display()));
+    say(
+        out,
+        format!(
+            "device created in {} (firmware {from}, MD5 auth)",
+            state.display()
+        ),
+    );
     server.queue(vec![
-        Command::Replace(ItemCmd::new(vec![Item::target("./FUMO/1/DownloadAndUpdate/PkgURL").with_data(url)])),
+        Command::Replace(ItemCmd::new(vec![Item::target(
+            "./FUMO/1/DownloadAndUpdate/PkgURL",
+        )
+        .with_data(url)])),
         Command::Exec(ItemCmd {
             correlator: Some("demo-1".into()),
             ..ItemCmd::new(vec![Item::target("./FUMO/1/DownloadAndUpdate")])
         }),
     ]);
-    say(out, "server queued: Replace PkgURL, Exec ./FUMO/1/DownloadAndUpdate (Correlator demo-1)".into());
+    say(
+        out,
+        "server queued: Replace PkgURL, Exec ./FUMO/1/DownloadAndUpdate (Correlator demo-1)".into(),
+    );
 
     let mut dev = Device::open(&state, Box::new(AutoAccept))?;
-    let summary = dev.run(Trigger::Client { session_id: super::new_session_id() })?;
+    let summary = dev.run(Trigger::Client {
+        session_id: super::new_session_id(),
+    })?;
     for (i, o) in summary.sessions.iter().enumerate() {
         let r = match &o.result {
             Ok(()) => "ended normally".to_owned(),
             Err(e) => format!("failed: {e}"),
         };
-        say(out, format!("session {}: {} messages sent, {r}", i + 1, o.messages_sent));
+        say(
+            out,
+            format!("session {}: {} messages sent, {r}", i + 1, o.messages_sent),
+        );
     }
     let st = server.state();
     for (cmd, code) in &st.job_statuses {
@@ -305,9 +344,15 @@ pub fn run(dir: &std::path::Path, out: &mut dyn Write) -> Result<bool, super::De
     for r in &st.reports {
         if let Command::Alert(a) = r {
             let item = a.items.first();
-            let ty = item.and_then(|i| i.meta.as_ref()).and_then(|m| m.type_.clone()).unwrap_or_default();
+            let ty = item
+                .and_then(|i| i.meta.as_ref())
+                .and_then(|m| m.type_.clone())
+                .unwrap_or_default();
             let data = item.and_then(|i| i.data_str()).unwrap_or_default();
-            say(out, format!("server received Alert 1226 {ty}: result {data}"));
+            say(
+                out,
+                format!("server received Alert 1226 {ty}: result {data}"),
+            );
         }
     }
     let now = dev.firmware_version();

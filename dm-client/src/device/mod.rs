@@ -162,6 +162,8 @@ impl std::fmt::Debug for Device {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
     pub sessions: Vec<Outcome>,
+    /// How long each session took, from package 1 to its end.
+    pub session_times: Vec<std::time::Duration>,
     /// Downloads and updates run after the sessions.
     pub work_done: usize,
     /// Whether the firmware was switched (and the reboot played).
@@ -386,12 +388,15 @@ impl Device {
     pub fn run(&mut self, trigger: Trigger) -> Result<RunSummary, DeviceError> {
         let mut summary = RunSummary {
             sessions: Vec::new(),
+            session_times: Vec::new(),
             work_done: 0,
             rebooted: false,
         };
         let mut trigger = trigger;
         for _ in 0..3 {
+            let t0 = Instant::now();
             let outcome = self.session(trigger)?;
+            summary.session_times.push(t0.elapsed());
             let failed = outcome.result.is_err();
             summary.sessions.push(outcome);
             if failed {

@@ -42,10 +42,14 @@ pub struct Options {
 /// What the devices did.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// DM sessions that ended normally.
     pub completed: usize,
+    /// DM sessions that failed, and devices that could not be set up.
     pub failed: usize,
-    /// The duration of every run (session plus the work it caused).
+    /// The duration of every DM session, failed ones included.
     pub latencies: Vec<Duration>,
+    /// From the first session's start to the last one's end (device set-up
+    /// excluded).
     pub elapsed: Duration,
     /// The first few failures, for the operator.
     pub errors: Vec<String>,
@@ -103,7 +107,7 @@ pub fn run(opts: &Options) -> Result<Report, DeviceError> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| DeviceError::io(&opts.dir, e))?;
     let next = AtomicUsize::new(0);
     let report = Mutex::new(Report::default());
-    let started = Instant::now();
+    let span: Mutex<Option<(Instant, Instant)>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..opts.concurrency.clamp(1, opts.devices.max(1)) {
             scope.spawn(|| loop {
@@ -111,16 +115,23 @@ pub fn run(opts: &Options) -> Result<Report, DeviceError> {
                 if i >= opts.devices {
                     return;
                 }
-                simulate_one(opts, i, &report);
+                simulate_one(opts, i, &report, &span);
             });
         }
     });
     let mut r = report.into_inner().unwrap_or_else(|p| p.into_inner());
-    r.elapsed = started.elapsed();
+    if let Some((first, last)) = span.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        r.elapsed = last - first;
+    }
     Ok(r)
 }
 
-fn simulate_one(opts: &Options, i: usize, report: &Mutex<Report>) {
+fn simulate_one(
+    opts: &Options,
+    i: usize,
+    report: &Mutex<Report>,
+    span: &Mutex<Option<(Instant, Instant)>>,
+) {
     let id = format!("{}{:06}", opts.id_prefix, i + 1);
     let spec = InitSpec {
         server_url: opts.server_url.clone(),
@@ -137,39 +148,43 @@ fn simulate_one(opts: &Options, i: usize, report: &Mutex<Report>) {
         firmware_keys: opts.firmware_keys.clone(),
         config: opts.config.clone(),
     };
-    let record = |ok: bool, took: Duration, err: Option<String>| {
+    let record = |ok: bool, took: Option<Duration>, err: Option<String>| {
         let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
         if ok {
             r.completed += 1;
-            r.latencies.push(took);
         } else {
             r.failed += 1;
         }
+        r.latencies.extend(took);
         if let Some(e) = err.filter(|_| r.errors.len() < MAX_ERRORS) {
             r.errors.push(format!("{id}: {e}"));
         }
     };
     let mut dev = match Device::in_memory(&opts.dir.join(&id), &spec, Box::new(AutoAccept)) {
         Ok(d) => d,
-        Err(e) => return record(false, Duration::ZERO, Some(e.to_string())),
+        Err(e) => return record(false, None, Some(e.to_string())),
     };
     for _ in 0..opts.sessions_per_device.max(1) {
         let t0 = Instant::now();
         let result = dev.run(Trigger::Client {
             session_id: new_session_id(),
         });
-        let took = t0.elapsed();
+        let t1 = Instant::now();
+        {
+            let mut s = span.lock().unwrap_or_else(|p| p.into_inner());
+            let (a, b) = s.get_or_insert((t0, t1));
+            *a = (*a).min(t0);
+            *b = (*b).max(t1);
+        }
         match result {
-            Ok(s) if s.ok() => record(true, took, None),
-            Ok(s) => {
-                let why = s
-                    .sessions
-                    .iter()
-                    .find_map(|o| o.result.clone().err())
-                    .map(|e| e.to_string());
-                record(false, took, why)
+            // Each DM session of the run counts, with its own duration.
+            Ok(summary) => {
+                for (o, took) in summary.sessions.iter().zip(&summary.session_times) {
+                    let err = o.result.clone().err().map(|e| e.to_string());
+                    record(err.is_none(), Some(*took), err);
+                }
             }
-            Err(e) => record(false, took, Some(e.to_string())),
+            Err(e) => record(false, Some(t1 - t0), Some(e.to_string())),
         }
     }
 }

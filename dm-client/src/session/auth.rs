@@ -59,7 +59,15 @@ impl Auth {
             .filter(|c| !c.name.is_empty() || !c.secret.is_empty());
         let prover = match client {
             Some(c) => {
-                let t = scheme(&c.auth_type).unwrap_or(AuthType::Basic);
+                // No type means Basic (SyncML's default); a type this engine does not
+                // speak must not fall back to sending the password in clear.
+                let t = if c.auth_type.trim().is_empty() {
+                    AuthType::Basic
+                } else {
+                    scheme(&c.auth_type).ok_or_else(|| {
+                        SessionError::ClientAuth(format!("unsupported auth type {:?}", c.auth_type))
+                    })?
+                };
                 let name = if c.name.is_empty() {
                     acc.server_id.as_str()
                 } else {
@@ -113,11 +121,10 @@ impl Auth {
     }
 
     /// Checks the server's credentials on one message. `None` when the account
-    /// requires none. A nonce issued to the server is stored (and committed) before
-    /// the answer carrying it is sent, so a lost answer cannot leave the old one valid.
+    /// requires none. A nonce the verdict issues is the caller's to store with
+    /// [`Auth::store_issued`] when it sends the answer carrying it.
     pub fn check_server(
         &mut self,
-        dm: &mut DmTree,
         incoming: &Incoming<'_>,
     ) -> Result<Option<Verdict>, SessionError> {
         let Some(v) = self.verifier.as_mut() else {
@@ -126,10 +133,15 @@ impl Auth {
         let verdict = v
             .check(incoming, self.rng.as_mut())
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        if let (Some(n), Some(path)) = (&verdict.issued_nonce, &self.server_nonce_path) {
-            store(dm, path, n.as_bytes())?;
-        }
         Ok(Some(verdict))
+    }
+
+    /// Keeps a nonce issued to the server (call just before sending it).
+    pub fn store_issued(&self, dm: &mut DmTree, nonce: &Nonce) -> Result<(), SessionError> {
+        match &self.server_nonce_path {
+            Some(path) => store(dm, path, nonce.as_bytes()),
+            None => Ok(()),
+        }
     }
 
     /// Whether the server authenticated itself, or nothing was asked of it.

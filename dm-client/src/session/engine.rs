@@ -1,11 +1,11 @@
 //! The session state machine.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dm_tree::accounts::{account_for, Account};
 use dm_tree::{DmTree, Response};
-use syncml_core::auth::{Incoming, ProverStep};
+use syncml_core::auth::{Incoming, Nonce, ProverStep};
 use syncml_core::{
     decode_with, encode, Alert, AlertCode, Chal, Command, DmVersion, Encoding, Item, Location,
     MessageBuilder, Meta, Status, StatusCode, SyncHdr, SyncMl,
@@ -16,6 +16,14 @@ use super::execute::{Paused, Run};
 use super::outbox::Outbox;
 use super::{Agent, Config, Event, Outcome, Reply, Report, SessionError, Step, Transmit, Trigger};
 use crate::download;
+
+/// The answer to a server's header: the code, a challenge, and the nonce the
+/// challenge issues (stored when the answer is sent).
+type HeaderAnswer = (StatusCode, Option<Chal>, Option<Nonce>);
+
+/// The smallest MaxMsgSize honoured: a server announcing less is answered in
+/// messages of this size rather than in endless tiny chunks.
+const MIN_MSG_SIZE: u64 = 1024;
 
 /// Where the session stands.
 #[derive(Debug)]
@@ -50,7 +58,9 @@ pub struct ClientSession {
     tree: dm_tree::Session,
     /// Package 1's commands, kept to resend after a challenge.
     pkg1: Vec<Command>,
-    /// The CmdIDs of package 1's reports, by report id.
+    /// The report id of each of package 1's commands, if it is a report.
+    report_ids: Vec<Option<String>>,
+    /// The report ids by the CmdID package 1 last gave them.
     reports: HashMap<u32, String>,
     outbox: Outbox,
     /// The last message sent, to resend after a challenge mid-session.
@@ -58,7 +68,10 @@ pub struct ClientSession {
     run: Option<Run>,
     /// The answer to the header of the message being run (212 and a challenge when
     /// the server just authenticated itself).
-    hdr_answer: (StatusCode, Option<Chal>),
+    hdr_answer: HeaderAnswer,
+    /// Set when the device gave up on the server: the reply to its refusal ends the
+    /// session with this.
+    fail_next: Option<SessionError>,
     /// Whether part of the device's package was still unsent when the message came.
     ours_pending: bool,
     /// The MsgID package 1 last went with (its reports are answered against it).
@@ -102,10 +115,9 @@ impl ClientSession {
         pkg1.push(Command::Replace(syncml_core::ItemCmd::new(devinfo_items(
             dm,
         ))));
-        let mut ids = HashMap::new();
-        // CmdIDs are numbered in order from 1: the reports follow Alert and Replace.
-        for (i, r) in reports.into_iter().enumerate() {
-            ids.insert(3 + i as u32, r.id);
+        let mut report_ids = vec![None, None];
+        for r in reports {
+            report_ids.push(Some(r.id));
             pkg1.push(r.command);
         }
         let mut s = ClientSession {
@@ -124,11 +136,13 @@ impl ClientSession {
             auth,
             tree: dm_tree::Session::new(server_id),
             pkg1,
-            reports: ids,
+            reports: HashMap::new(),
+            report_ids,
             outbox: Outbox::default(),
             last_sent: None,
             run: None,
-            hdr_answer: (StatusCode::Ok, None),
+            hdr_answer: (StatusCode::Ok, None, None),
+            fail_next: None,
             ours_pending: false,
             pkg1_msg_id: 1,
             max_obj_size: dm.max_obj_size,
@@ -138,7 +152,7 @@ impl ClientSession {
             messages_sent: 0,
             commands_executed: 0,
         };
-        let step = s.send_package1(now);
+        let step = s.send_package1(None, now);
         Ok((s, step))
     }
 
@@ -213,6 +227,9 @@ impl ClientSession {
         if self.aborting {
             return self.end(Err(SessionError::Cancelled));
         }
+        if let Some(e) = self.fail_next.take() {
+            return self.end(Err(e));
+        }
         let enc = match reply.content_type.as_deref().map(Encoding::from_media_type) {
             Some(Ok(e)) => e,
             _ => match Encoding::detect(&reply.body) {
@@ -240,34 +257,49 @@ impl ClientSession {
         // The server's verdict on the device's credentials.
         match self.read_header_status(&msg) {
             Ok(None) => {}
-            Ok(Some(ProverStep::ResendPackage1)) => return self.send_package1(now),
-            Ok(Some(ProverStep::ResendMessage)) => return self.resend(now),
+            Ok(Some(ProverStep::ResendPackage1)) => return self.send_package1(Some(&msg.hdr), now),
+            Ok(Some(ProverStep::ResendMessage)) => return self.resend(&msg.hdr, now),
             Ok(Some(_)) => {}
             Err(e) => return self.end(Err(e)),
         }
 
         // The server's own credentials, when the account asks for them.
         let incoming = Incoming::new(&msg.hdr, reply.hmac.as_deref(), &reply.body);
-        let verdict = match self.auth.check_server(dm, &incoming) {
+        let verdict = match self.auth.check_server(&incoming) {
             Ok(v) => v,
             Err(e) => return self.end(Err(e)),
         };
-        let (hdr_code, chal) = match verdict {
-            None => (StatusCode::Ok, None),
+        let (hdr_code, chal, issued) = match verdict {
+            None => (StatusCode::Ok, None, None),
             Some(v) if v.accepted() => {
                 if v.status == StatusCode::AuthenticationAccepted {
                     self.events.push(Event::ServerAuthenticated);
                 }
-                (v.status, v.chal)
+                (v.status, v.chal, v.issued_nonce)
             }
             Some(v) => {
                 self.events.push(Event::ServerRefused(v.status));
-                if v.give_up {
+                // A message with nothing to refuse is not answered with a bare
+                // challenge (DM protocol 2.4): the session ends.
+                let commands = msg
+                    .body
+                    .commands
+                    .iter()
+                    .any(|c| !matches!(c, Command::Status(_) | Command::Results(_)));
+                if !commands {
                     return self.end(Err(SessionError::ServerAuth));
                 }
-                return self.refuse_unauthenticated(msg, v.status, v.chal, now);
+                if v.give_up {
+                    // The refusal still goes out; its reply ends the session.
+                    self.fail_next = Some(SessionError::ServerAuth);
+                }
+                return self.refuse_unauthenticated(dm, msg, v.status, v.chal, v.issued_nonce, now);
             }
         };
+        // A trusted server's nonces are kept now, whatever becomes of the session.
+        if let Err(e) = self.auth.store_next_nonce(dm) {
+            return self.end(Err(e));
+        }
 
         // Answers to the device's own commands.
         for c in &msg.body.commands {
@@ -280,7 +312,7 @@ impl ClientSession {
             }
         }
 
-        self.hdr_answer = (hdr_code, chal);
+        self.hdr_answer = (hdr_code, chal, issued);
         self.ours_pending = !self.outbox.is_empty();
         self.run = Some(Run::new(msg));
         self.continue_run(dm, agent, now)
@@ -305,7 +337,6 @@ impl ClientSession {
             )));
         }
         run.download_done(dm, &self.server_id, agent, result);
-        self.commands_executed += 1;
         self.continue_run(dm, agent, now)
     }
 
@@ -319,6 +350,7 @@ impl ClientSession {
                 if let Err(e) = dm.tree.commit() {
                     return self.end(Err(SessionError::Store(e.to_string())));
                 }
+                run.committed = run.responses.len();
                 self.run = Some(run);
                 self.state = State::Downloading;
                 return Step::Download(req);
@@ -326,13 +358,15 @@ impl ClientSession {
             Paused::Finished => {}
         }
         let Run {
-            msg, mut responses, ..
+            msg,
+            mut responses,
+            committed,
+            ..
         } = run;
-        let committed = dm.tree.commit();
-        if committed.is_err() {
-            // The tree went back to what the store holds: nothing the message did was
-            // kept, and the server is told so (510).
-            for r in &mut responses {
+        if dm.tree.commit().is_err() {
+            // The tree went back to what the store holds: nothing the message did
+            // since the last commit was kept, and the server is told so (510).
+            for r in responses.iter_mut().skip(committed) {
                 if r.code.is_success() {
                     r.code = StatusCode::DataStoreFailure;
                     r.results.clear();
@@ -346,7 +380,9 @@ impl ClientSession {
             .iter()
             .any(|c| !matches!(c, Command::Status(_) | Command::Results(_)));
         for r in &responses {
-            self.commands_executed += 1;
+            if !matches!(r.code, StatusCode::NotExecuted) {
+                self.commands_executed += 1;
+            }
             self.events.push(Event::Executed {
                 cmd: r.cmd.clone(),
                 code: r.code,
@@ -371,8 +407,8 @@ impl ClientSession {
         // request, which only asks for the rest of ours (protocol 2.1.2).
         let server_open = !msg.body.is_final && !is_next_message_request(&msg);
         if self.ours_pending || server_open || needs_answer {
-            let (code, chal) = std::mem::replace(&mut self.hdr_answer, (StatusCode::Ok, None));
-            return self.reply(&msg.hdr, code, chal, server_open, now);
+            let answer = std::mem::replace(&mut self.hdr_answer, (StatusCode::Ok, None, None));
+            return self.reply(dm, &msg.hdr, answer, server_open, now);
         }
         // A final message that asks nothing more: the session is over.
         if let Err(e) = self.auth.store_next_nonce(dm) {
@@ -386,15 +422,25 @@ impl ClientSession {
     /// (Alert 1222) and do not close ours.
     fn reply(
         &mut self,
+        dm: &mut DmTree,
         hdr: &SyncHdr,
-        code: StatusCode,
-        chal: Option<Chal>,
+        (code, chal, issued): HeaderAnswer,
         server_open: bool,
         now: Instant,
     ) -> Step {
+        // A nonce issued to the server is kept before the answer carrying it goes out,
+        // and only then: a lost answer must not leave the old one valid, an unsent
+        // one must not replace it.
+        if let Some(n) = issued {
+            if let Err(e) = self.auth.store_issued(dm, &n) {
+                return self.end(Err(e));
+            }
+        }
         let mut b = self.builder();
         b.command(header_status(hdr, code, chal));
         let mut msg = b.finish();
+        // Credentials count against the size, so they go in before the outbox.
+        self.authorize(&mut msg);
         let budget = self.budget();
         let complete = match self.outbox.fill(&mut msg, self.encoding, budget) {
             Ok(c) => c,
@@ -412,32 +458,47 @@ impl ClientSession {
         self.transmit(msg, now)
     }
 
-    /// The server failed to authenticate: none of its commands run; each is answered
-    /// with the header's code and the header with a challenge.
+    /// The server failed to authenticate: none of its commands run; each (nested
+    /// ones too) is answered with the header's code, the header with a challenge.
     fn refuse_unauthenticated(
         &mut self,
+        dm: &mut DmTree,
         msg: SyncMl,
         code: StatusCode,
         chal: Option<Chal>,
+        issued: Option<Nonce>,
         now: Instant,
     ) -> Step {
-        let mut b = self.builder();
-        b.command(header_status(&msg.hdr, code, chal));
+        let mut refused = Vec::new();
         for c in &msg.body.commands {
             if !matches!(c, Command::Status(_) | Command::Results(_)) {
-                let r = Response::to(c, code);
-                dm_tree::exec::write_responses(&mut b, msg.hdr.msg_id, vec![r]);
+                answer_all(c, code, &mut refused);
             }
         }
-        let m = b.finish();
-        self.transmit(m, now)
+        let mut scratch = MessageBuilder::new(self.version, "", 0, "", "");
+        dm_tree::exec::write_responses(&mut scratch, msg.hdr.msg_id, refused);
+        for c in scratch.finish().body.commands {
+            self.outbox.push(c);
+        }
+        let server_open = !msg.body.is_final && !is_next_message_request(&msg);
+        self.reply(dm, &msg.hdr, (code, chal, issued), server_open, now)
     }
 
-    fn send_package1(&mut self, now: Instant) -> Step {
+    /// Package 1; after a challenge, with the Status of the challenging header first
+    /// (DM protocol 2.4.1).
+    fn send_package1(&mut self, answering: Option<&SyncHdr>, now: Instant) -> Step {
         let mut b = self.builder();
-        for c in self.pkg1.clone() {
-            b.command(c);
+        if let Some(hdr) = answering {
+            b.command(header_status(hdr, StatusCode::Ok, None));
         }
+        let mut ids = HashMap::new();
+        for (c, id) in self.pkg1.clone().into_iter().zip(self.report_ids.clone()) {
+            let cmd_id = b.command(c);
+            if let Some(id) = id {
+                ids.insert(cmd_id, id);
+            }
+        }
+        self.reports = ids;
         b.max_msg_size(self.cfg.max_msg_size);
         b.max_obj_size(self.max_obj_size);
         self.pkg1_msg_id = self.next_msg_id;
@@ -445,13 +506,31 @@ impl ClientSession {
         self.transmit(msg, now)
     }
 
-    fn resend(&mut self, now: Instant) -> Step {
+    /// The last message again, after a challenge mid-session: new MsgID, new
+    /// credentials, and the Status of the challenging header in place of the old one.
+    fn resend(&mut self, answering: &SyncHdr, now: Instant) -> Step {
         let Some(mut msg) = self.last_sent.take() else {
-            return self.send_package1(now);
+            return self.send_package1(Some(answering), now);
         };
-        msg.hdr.msg_id = self.next_msg_id;
-        msg.hdr.cred = None;
+        let status = header_status(answering, StatusCode::Ok, None);
+        match msg.body.commands.first_mut() {
+            Some(Command::Status(s)) if s.cmd_ref == 0 => msg.body.commands[0] = status,
+            _ => msg.body.commands.insert(0, status),
+        }
+        renumber(&mut msg);
         self.transmit(msg, now)
+    }
+
+    /// Puts the credentials of the moment into a message's header (a resent message
+    /// takes the new nonce; none after 212).
+    fn authorize(&self, msg: &mut SyncMl) {
+        msg.hdr.cred = None;
+        if let Some(p) = &self.auth.prover {
+            msg.hdr.cred = p.cred();
+            if p.auth_type() == syncml_core::auth::AuthType::Md5 && msg.hdr.cred.is_some() {
+                msg.hdr.source.loc_name = Some(p.user().to_owned());
+            }
+        }
     }
 
     /// A builder for the next message (credentials are added when it is sent).
@@ -470,24 +549,26 @@ impl ClientSession {
             return self.end(Err(SessionError::TooManyMessages(self.cfg.max_messages)));
         }
         msg.hdr.msg_id = self.next_msg_id;
-        // The credentials are those of the moment of sending (a resent message takes
-        // the new nonce).
-        msg.hdr.cred = None;
-        if let Some(p) = &self.auth.prover {
-            msg.hdr.cred = p.cred();
-            if p.auth_type() == syncml_core::auth::AuthType::Md5 && msg.hdr.cred.is_some() {
-                msg.hdr.source.loc_name = Some(p.user().to_owned());
-            }
-        }
+        self.authorize(&mut msg);
         let body = match encode(&msg, self.encoding) {
             Ok(b) => b,
             Err(e) => return self.end(Err(SessionError::Encode(e.to_string()))),
         };
+        if self.server_max_msg.is_some() && body.len() > self.budget() {
+            tracing::warn!(
+                size = body.len(),
+                max = self.budget(),
+                "a message larger than the server's MaxMsgSize (one command too large to split)"
+            );
+        }
         let hmac = self.auth.prover.as_ref().and_then(|p| p.hmac_header(&body));
         self.next_msg_id += 1;
         self.messages_sent += 1;
         self.last_sent = Some(msg);
-        let deadline = now + self.cfg.response_timeout;
+        // A timeout too large to add means "wait for ever": a year will do.
+        let deadline = now
+            .checked_add(self.cfg.response_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
         self.state = State::Waiting { deadline };
         Step::Send(Transmit {
             url: self.url.clone(),
@@ -509,7 +590,9 @@ impl ClientSession {
     }
 
     fn budget(&self) -> usize {
-        let n = self.server_max_msg.unwrap_or(self.cfg.default_out_size);
+        let n = self
+            .server_max_msg
+            .map_or(self.cfg.default_out_size, |m| m.max(MIN_MSG_SIZE));
         usize::try_from(n).unwrap_or(usize::MAX)
     }
 
@@ -615,6 +698,16 @@ impl ClientSession {
                 r.code = StatusCode::RequestEntityTooLarge;
                 r.results.clear();
             }
+        }
+    }
+}
+
+/// Answers `cmd` and every command inside it with `code`.
+fn answer_all(cmd: &Command, code: StatusCode, out: &mut Vec<Response>) {
+    out.push(Response::to(cmd, code));
+    if let Command::Atomic(c) | Command::Sequence(c) = cmd {
+        for inner in &c.commands {
+            answer_all(inner, code, out);
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Run {
     /// Inside a top-level Sequence: the next command in it, and whether one failed.
     seq: Option<(usize, bool)>,
     pub responses: Vec<Response>,
+    /// How many of the responses answer changes already committed (before a
+    /// pause for a download).
+    pub committed: usize,
 }
 
 /// What a run came to.
@@ -41,6 +44,7 @@ impl Run {
             top: 0,
             seq: None,
             responses: Vec::new(),
+            committed: 0,
         }
     }
 

@@ -99,8 +99,16 @@ impl Outbox {
         }
         // XML may escape data: shrink until the encoded message fits.
         let mut n = room.clamp(MIN_CHUNK, total.max(MIN_CHUNK)).min(total);
+        let text = matches!(
+            cmd.items().first().and_then(|i| i.data.first()),
+            Some(Data::Text(_))
+        );
         loop {
-            let n_ok = char_boundary(&data, n);
+            let n_ok = if text {
+                char_boundary(&data, n)
+            } else {
+                n.min(total)
+            };
             let more = n_ok < total;
             set_first_data(
                 &mut piece,
@@ -150,15 +158,17 @@ fn first_data(c: &Command) -> Option<Vec<u8>> {
         .map(<[u8]>::to_vec)
 }
 
-/// The largest length <= n that does not cut a UTF-8 character of text data. Binary
-/// data travels as opaque bytes and has no such boundary, but text is the common
-/// case and cutting only between characters keeps every chunk valid text.
+/// A cut of text data at or below `n` that does not split a UTF-8 character, so
+/// every chunk stays valid text; never empty (the first boundary above `n` if none
+/// is below it).
 fn char_boundary(data: &[u8], n: usize) -> usize {
-    let mut n = n.min(data.len());
-    while n > 0 && n < data.len() && (data[n] & 0xC0) == 0x80 {
-        n -= 1;
-    }
-    n
+    let at_boundary = |i: usize| i >= data.len() || (data[i] & 0xC0) != 0x80;
+    let n = n.min(data.len());
+    (1..=n)
+        .rev()
+        .find(|&i| at_boundary(i))
+        .or_else(|| (n + 1..=data.len()).find(|&i| at_boundary(i)))
+        .unwrap_or(data.len())
 }
 
 fn set_first_data(c: &mut Command, bytes: &[u8], more: bool, size: Option<u64>) {

@@ -1,0 +1,238 @@
+//! The `dm-client` binary: init, run, status, daemon (polling and UDP
+//! notifications), simulate and demo, against the scripted server over real HTTP.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command as Proc, Output, Stdio};
+
+use common::dm::DmServer;
+use syncml_core::auth::{Nonce, UserKey};
+use syncml_core::notify::Notification;
+use syncml_core::{AlertCode, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dm-client");
+
+fn dm_client(state: &Path, args: &[&str]) -> Output {
+    Proc::new(BIN)
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn init(state: &Path, server: &DmServer, extra: &[&str]) {
+    let url = server.url();
+    let mut args = vec![
+        "init",
+        "--server",
+        url.as_str(),
+        "--device-id",
+        "IMEI:7",
+        "--password",
+        "pw",
+    ];
+    args.extend_from_slice(extra);
+    let o = dm_client(state, &args);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The first Alert code of every package 1 the server received.
+fn session_alerts(server: &DmServer) -> Vec<(String, AlertCode)> {
+    server
+        .state()
+        .received
+        .iter()
+        .filter_map(|m| match m.body.commands.first() {
+            Some(Command::Alert(a))
+                if matches!(
+                    a.data,
+                    Some(AlertCode::ClientInitiated | AlertCode::ServerInitiated)
+                ) =>
+            {
+                Some((m.hdr.session_id.clone(), a.data?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn init_run_status_and_a_second_init_refused() {
+    let server = DmServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    init(
+        dir.path(),
+        &server,
+        &["--auth", "md5", "--encoding", "wbxml"],
+    );
+    let o = dm_client(dir.path(), &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("session 1: ok"), "{}", text(&o));
+    let got = server.state().received.clone();
+    let p1 = &got[0];
+    assert_eq!(p1.hdr.source.loc_uri, "IMEI:7");
+    let cred = p1.hdr.cred.as_ref().expect("credentials in package 1");
+    assert_eq!(
+        cred.meta.as_ref().and_then(|m| m.type_.as_deref()),
+        Some("syncml:auth-md5")
+    );
+    assert_eq!(p1.hdr.source.loc_name.as_deref(), Some("IMEI:7"));
+
+    let o = dm_client(dir.path(), &["status"]);
+    assert!(text(&o).contains("firmware version: 1.0"), "{}", text(&o));
+    let o = dm_client(
+        dir.path(),
+        &["init", "--server", "http://x/", "--device-id", "y"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("already holds a device"), "{}", text(&o));
+}
+
+#[test]
+fn run_fails_with_exit_1_when_the_server_is_unreachable_and_2_without_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dm_client(&dir.path().join("none"), &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("client.toml"), "{}", text(&o));
+
+    let o = dm_client(
+        dir.path(),
+        &[
+            "init",
+            "--server",
+            "http://127.0.0.1:9/dm",
+            "--device-id",
+            "d",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = dm_client(dir.path(), &["run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("failed"), "{}", text(&o));
+}
+
+#[test]
+fn daemon_answers_a_verified_notification_and_drops_a_forged_one() {
+    let server = DmServer::start().unwrap();
+    server.state().credentials = Some(("dm-server".into(), "srv-secret".into()));
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    init(
+        dir.path(),
+        &server,
+        &[
+            "--udp",
+            &addr,
+            "--poll-interval",
+            "0",
+            "--server-password",
+            "srv-secret",
+        ],
+    );
+    let mut daemon = Proc::new(BIN)
+        .arg("--state")
+        .arg(dir.path())
+        .args(["daemon", "--max-sessions", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The daemon polls once at start; then it waits for notifications.
+    let t0 = std::time::Instant::now();
+    while session_alerts(&server).is_empty() {
+        assert!(t0.elapsed().as_secs() < 20, "no session at start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut n = Notification::new("dm-server", 0x2A);
+    n.vendor = b"fw".to_vec();
+    // The nonce the device holds for the server is still empty.
+    let forged = n
+        .build(
+            &UserKey::new("dm-server", "wrong"),
+            &Nonce::from_bytes(Vec::new()),
+        )
+        .unwrap();
+    let good = n
+        .build(
+            &UserKey::new("dm-server", "srv-secret"),
+            &Nonce::from_bytes(Vec::new()),
+        )
+        .unwrap();
+    sock.send_to(&forged, &addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        session_alerts(&server).len(),
+        1,
+        "a forged notification starts nothing"
+    );
+    sock.send_to(&good, &addr).unwrap();
+    let out = daemon.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let alerts = session_alerts(&server);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[0].1, AlertCode::ClientInitiated);
+    assert_eq!(alerts[1], ("2A".to_owned(), AlertCode::ServerInitiated));
+}
+
+#[test]
+fn simulate_runs_independent_devices_and_reports_latency() {
+    let server = DmServer::start().unwrap();
+    let o = Proc::new(BIN)
+        .args([
+            "simulate",
+            "--devices",
+            "24",
+            "--concurrency",
+            "6",
+            "--sessions",
+            "2",
+            "--server",
+            &server.url(),
+            "--auth",
+            "hmac",
+            "--password",
+            "pw",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("sessions completed: 48"), "{out}");
+    assert!(out.contains("failures: 0"), "{out}");
+    assert!(out.contains("latency: p50 "), "{out}");
+    let ids: std::collections::BTreeSet<String> = server
+        .state()
+        .received
+        .iter()
+        .map(|m| m.hdr.source.loc_uri.clone())
+        .collect();
+    assert_eq!(ids.len(), 24, "24 distinct devices");
+}
+
+#[test]
+fn demo_updates_a_device_end_to_end() {
+    let o = Proc::new(BIN).arg("demo").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("result 200"), "{out}");
+    assert!(out.contains("firmware now 2.0"), "{out}");
+}

@@ -11,7 +11,10 @@ trap 'rm -rf "$work"' EXIT
 
 echo "building (release profile of the workspace) ..." >&2
 cargo build -q --release -p dm-client --no-default-features --example engine_size
-cargo build -q --release -p dm-client --example footprint --bin dm-client
+cargo build -q --release -p dm-client --example footprint
+# The binary alone, last: built with an example, cargo would unify the features of
+# the dev-dependencies (rustls) into it and uplift that variant.
+cargo build -q --release -p dm-client --bin dm-client
 
 # The baseline to subtract: an empty program built with the same toolchain and the
 # same release profile (opt-level 3, debug = 1), stripped the same way.
@@ -35,9 +38,11 @@ stripped() { # stripped size in bytes of $1
     strip -o "$work/stripped" "$1"
     stat -c %s "$work/stripped"
 }
-max_rss() { # peak RSS in KiB of the command "$@"
-    /usr/bin/time -v "$@" 2>"$work/time" >/dev/null
-    awk -F': *' '/Maximum resident set size/ {print $2}' "$work/time"
+max_rss() { # median over 5 runs of the peak RSS in KiB of the command "$@"
+    for _ in 1 2 3 4 5; do
+        /usr/bin/time -v "$@" 2>"$work/time" >/dev/null
+        awk -F': *' '/Maximum resident set size/ {print $2}' "$work/time"
+    done | sort -n | sed -n 3p
 }
 project_symbols() { # bytes of code and data symbols named in the project's crates
     nm -S -C "$1" | awk '$3 ~ /^[tTrRdDbB]$/ {

@@ -15,4 +15,4 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 cargo build --release --workspace
-echo "set-up done: target/release/syncml --help, target/release/dm-tree --help"
+echo "set-up done: target/release/dm-client demo; target/release/syncml --help, target/release/dm-tree --help"

@@ -5,32 +5,15 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command as Proc, Output, Stdio};
+use std::process::{Command as Proc, Stdio};
 
 use common::dm::DmServer;
+use common::{dm_client, text};
 use syncml_core::auth::{Nonce, UserKey};
 use syncml_core::notify::Notification;
 use syncml_core::{AlertCode, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dm-client");
-
-fn dm_client(state: &Path, args: &[&str]) -> Output {
-    Proc::new(BIN)
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn init(state: &Path, server: &DmServer, extra: &[&str]) {
     let url = server.url();
@@ -146,7 +129,7 @@ fn daemon_answers_a_verified_notification_and_drops_a_forged_one() {
             "srv-secret",
         ],
     );
-    let mut daemon = Proc::new(BIN)
+    let daemon = Proc::new(BIN)
         .arg("--state")
         .arg(dir.path())
         .args(["daemon", "--max-sessions", "2"])

@@ -11,6 +11,7 @@ use dm_client::firmware::{
     state, AutoAccept, Begin, DownloadOffer, Firmware, FirmwareConfig, Report, Ui, Work,
     MAX_UPDATE_ATTEMPTS,
 };
+use dm_client::session::Agent;
 use dm_client::update::{Outcome, UpdateAgent, UpdateError};
 use dm_tree::{DmTree, Session};
 use syncml_core::package::{build_full, parse_header, SigningKey, Spec};

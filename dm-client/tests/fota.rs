@@ -5,34 +5,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command as Proc, Output, Stdio};
+use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dm::DmServer;
 use common::http::{Route, Server};
+use common::{dm_client, seed, text, Rng};
 use syncml_core::package::{build_delta, build_full, SigningKey, Spec};
 use syncml_core::{AlertCode, Command, Item, ItemCmd, Location};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dm-client");
 const MODEL: &str = "dmrs-sim";
-
-fn dm_client(state: &Path, args: &[&str]) -> Output {
-    Proc::new(BIN)
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn init(state: &Path, server: &DmServer, key: &SigningKey, extra: &[&str]) {
     let pubkey = key.public().to_b64();
@@ -268,32 +251,9 @@ fn run_and_kill(state: &Path, after: Duration) -> bool {
     true
 }
 
-/// A small deterministic generator (xorshift), so a failing round can be replayed
-/// from its printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn power_loss_at_random_instants_still_ends_in_the_right_report() {
-    let seed = std::env::var("FOTA_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("FOTA_KILL_SEED={seed}");
+    let seed = seed("FOTA_KILL_SEED");
     let mut rng = Rng(seed);
     let key = SigningKey::generate().unwrap();
     let files = Server::http();

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{seed, Rng};
 use dm_client::update::{codes, Limits, Outcome, Slot, SlotAgent, Status, UpdateAgent};
 use syncml_core::package::{build_delta, build_full, Spec};
 
@@ -41,21 +44,6 @@ fn edited(base: &[u8], seed: u64) -> Vec<u8> {
 }
 
 /// xorshift64*: enough randomness for test data and kill instants.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn write_package(dir: &Path, name: &str, bytes: Vec<u8>) -> PathBuf {
     let path = dir.join(name);
     fs::write(&path, bytes).unwrap();
@@ -389,16 +377,7 @@ fn run_child(dir: &Path, package: &Path, steps: &[&str], kill_after: Duration) -
 /// vouched-for slot runs with an outcome that fits how far the child got.
 #[test]
 fn killed_at_random_instants_the_agent_always_comes_back_with_the_right_outcome() {
-    let seed = std::env::var("UPDATE_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("UPDATE_KILL_SEED={seed}");
+    let seed = seed("UPDATE_KILL_SEED");
     let mut rng = Rng(seed | 1);
     let tmp = tempfile::tempdir().unwrap();
     let old = image(30, 64 * 1024);

@@ -177,25 +177,6 @@ impl Firmware {
         fumo::install(&self.config, dm);
     }
 
-    /// Starts a GetFirmwareUpdate or Download met at the top level of a message (or
-    /// directly inside a top-level Sequence). Changes are committed with the
-    /// message.
-    pub fn begin_download(&mut self, dm: &mut DmTree, server_id: &str, cmd: &Command) -> Begin {
-        ext::begin_download(self, dm, server_id, cmd)
-    }
-
-    /// Finishes the download [`Begin::Fetch`] asked for and returns the command's
-    /// Status. Commits the tree.
-    pub fn end_download(
-        &mut self,
-        dm: &mut DmTree,
-        server_id: &str,
-        cmd: &Command,
-        result: Result<Fetched, DownloadError>,
-    ) -> StatusCode {
-        ext::end_download(self, dm, server_id, cmd, result)
-    }
-
     /// Work accepted earlier and not done: FUMO downloads, and updates launched by
     /// FUMO or by ApplyFirmwareUpdate/Update. Read from the tree, so it survives a
     /// restart.
@@ -255,12 +236,6 @@ impl Firmware {
         reports::reports(dm, server_id)
     }
 
-    /// The server answered a report: a 2xx Status clears it, anything else keeps
-    /// it for the next session. Commits.
-    pub fn report_answered(&mut self, dm: &mut DmTree, id: &str, status: StatusCode) {
-        reports::report_answered(dm, id, status)
-    }
-
     /// Creates a FUMO slot `./FUMO/<name>` with its nodes (State 10). Commits.
     pub fn create_fumo(dm: &mut DmTree, name: &str) -> Result<(), Error> {
         nodes::create_fumo(dm, name)
@@ -283,11 +258,17 @@ impl Hooks for Firmware {
     }
 }
 
+/// The engine's side: downloads met in a message, and the answers to reports.
 impl crate::session::Agent for Firmware {
+    /// Starts a GetFirmwareUpdate or Download met at the top level of a message (or
+    /// directly inside a top-level Sequence). Changes are committed with the
+    /// message.
     fn begin_download(&mut self, dm: &mut DmTree, server_id: &str, cmd: &Command) -> Begin {
-        Firmware::begin_download(self, dm, server_id, cmd)
+        ext::begin_download(self, dm, server_id, cmd)
     }
 
+    /// Finishes the download [`Begin::Fetch`] asked for and returns the command's
+    /// Status. Commits the tree.
     fn end_download(
         &mut self,
         dm: &mut DmTree,
@@ -295,10 +276,12 @@ impl crate::session::Agent for Firmware {
         cmd: &Command,
         result: Result<Fetched, DownloadError>,
     ) -> StatusCode {
-        Firmware::end_download(self, dm, server_id, cmd, result)
+        ext::end_download(self, dm, server_id, cmd, result)
     }
 
-    fn report_answered(&mut self, dm: &mut DmTree, id: &str, code: StatusCode) {
-        Firmware::report_answered(self, dm, id, code)
+    /// The server answered a report: a 2xx Status clears it, anything else keeps
+    /// it for the next session. Commits.
+    fn report_answered(&mut self, dm: &mut DmTree, id: &str, status: StatusCode) {
+        reports::report_answered(dm, id, status)
     }
 }

@@ -55,22 +55,7 @@ impl Spec {
 /// Never fails: call [`Spec::validate`] first to refuse bad strings (strings longer
 /// than [`MAX_FIELD_LEN`] are cut, see [`Header::to_bytes`]).
 pub fn build_full(spec: &Spec, image: &[u8], key: Option<&SigningKey>) -> Vec<u8> {
-    let digest = sha256(image);
-    let header = Header {
-        format_version: FORMAT_VERSION,
-        model: spec.model.clone(),
-        component: spec.component.clone(),
-        from_version: spec.from_version.clone(),
-        to_version: spec.to_version.clone(),
-        kind: PayloadKind::Full,
-        payload_len: image.len() as u64,
-        payload_crc32: crc32fast::hash(image),
-        payload_sha256: digest,
-        target_len: image.len() as u64,
-        target_sha256: digest,
-        signature: None,
-    };
-    assemble(header, image, key)
+    assemble(spec, PayloadKind::Full, image, image, key)
 }
 
 /// A package whose payload is a bsdiff patch from `old` (the image of
@@ -99,25 +84,37 @@ pub fn build_delta(
             max: MAX_PAYLOAD_LEN,
         });
     }
-    let header = Header {
+    Ok(assemble(spec, PayloadKind::Delta, &patch, new, key))
+}
+
+/// The header of `payload`, which makes `target` (the payload itself for a full
+/// package), signed if a key is given, followed by the payload.
+fn assemble(
+    spec: &Spec,
+    kind: PayloadKind,
+    payload: &[u8],
+    target: &[u8],
+    key: Option<&SigningKey>,
+) -> Vec<u8> {
+    let payload_sha256 = sha256(payload);
+    let target_sha256 = match kind {
+        PayloadKind::Full => payload_sha256,
+        PayloadKind::Delta => sha256(target),
+    };
+    let mut header = Header {
         format_version: FORMAT_VERSION,
         model: spec.model.clone(),
         component: spec.component.clone(),
         from_version: spec.from_version.clone(),
         to_version: spec.to_version.clone(),
-        kind: PayloadKind::Delta,
-        payload_len: patch.len() as u64,
-        payload_crc32: crc32fast::hash(&patch),
-        payload_sha256: sha256(&patch),
-        target_len: new.len() as u64,
-        target_sha256: sha256(new),
+        kind,
+        payload_len: payload.len() as u64,
+        payload_crc32: crc32fast::hash(payload),
+        payload_sha256,
+        target_len: target.len() as u64,
+        target_sha256,
         signature: None,
     };
-    Ok(assemble(header, &patch, key))
-}
-
-/// Signs the header (if a key is given) and puts it before the payload.
-fn assemble(mut header: Header, payload: &[u8], key: Option<&SigningKey>) -> Vec<u8> {
     header.signature = key.map(|k| k.sign(&header.signed_bytes()));
     let mut out = header.to_bytes();
     out.extend_from_slice(payload);

@@ -34,6 +34,17 @@ echo 'fn main() {}' >"$work/empty/src/main.rs"
 cargo build -q --release --offline --manifest-path "$work/empty/Cargo.toml" \
     --target-dir "$target/footprint-empty"
 
+# The same two programs with a profile tuned for size, as an embedded vendor would
+# build them (separate target directories, so the workspace's builds stay cached).
+small_profile() {
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=true \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort "$@"
+}
+small_profile cargo build -q --release -p dm-client --no-default-features \
+    --example engine_size --target-dir "$target/footprint-small"
+small_profile cargo build -q --release --offline --manifest-path "$work/empty/Cargo.toml" \
+    --target-dir "$target/footprint-small-empty"
+
 stripped() { # stripped size in bytes of $1
     strip -o "$work/stripped" "$1"
     stat -c %s "$work/stripped"
@@ -57,8 +68,11 @@ cli_bin=$target/release/dm-client
 fp_bin=$target/release/examples/footprint
 
 "$engine_bin" # fails the script unless the session ran
+"$target/footprint-small/release/examples/engine_size"
 empty=$(stripped "$empty_bin")
 engine=$(stripped "$engine_bin")
+small_empty=$(stripped "$target/footprint-small-empty/release/empty")
+small_engine=$(stripped "$target/footprint-small/release/examples/engine_size")
 cli=$(stripped "$cli_bin")
 engine_syms=$(project_symbols "$engine_bin")
 
@@ -77,18 +91,21 @@ stage_slope=$(field '^footprint fit phase=stage_reboot ' heap_per_image_byte)
 "$cli_bin" --state "$work/state" init --server http://127.0.0.1:9/dm \
     --device-id IMEI:490154203237518 --password secret >/dev/null
 rss_status=$(max_rss "$cli_bin" --state "$work/state" status)
+rss_demo=$(max_rss "$cli_bin" demo)
 rss_fota_small=$(max_rss "$fp_bin" 4096)
 rss_fota_large=$(max_rss "$fp_bin" 1048576)
 rss_empty=$(max_rss "$empty_bin")
 
 kb() { awk -v b="$1" 'BEGIN { printf "%.1f KB", b / 1000 }'; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k * 1024 / 1e6 }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%d KiB (%.1f MB)", k, k * 1024 / 1e6 }'; }
 cat <<EOF
 
 | figure | dm-client | libdmclient (issue's reference) |
 |---|---|---|
 | stripped engine_size - stripped empty main | $(kb $((engine - empty))) | 117 KB stripped library |
 | stripped engine_size (raw) / empty main (raw) | $(kb "$engine") / $(kb "$empty") | - |
+| the same, size profile: difference | $(kb $((small_engine - small_empty))) | 117 KB stripped library |
+| the same, size profile: engine_size (raw) / empty main (raw) | $(kb "$small_engine") / $(kb "$small_empty") | - |
 | code+data symbols of syncml_core, dm_tree, dm_client in engine_size | $(kb "$engine_syms") | - |
 | stripped dm-client binary (default features) | $(kb "$cli") | - |
 | peak heap, FOTA run, 4 KiB image | $(kb "$small_peak") (baseline $(kb "$small_base")) | - |
@@ -99,5 +116,6 @@ cat <<EOF
 | peak RSS, footprint example, 4 KiB image | $(mb "$rss_fota_small") | ~12 MB test client |
 | peak RSS, footprint example, 1 MiB image | $(mb "$rss_fota_large") | - |
 | peak RSS, dm-client status, fresh state | $(mb "$rss_status") | - |
+| peak RSS, dm-client demo (FOTA over loopback HTTP, server in process) | $(mb "$rss_demo") | ~12 MB test client |
 | peak RSS, empty main | $(mb "$rss_empty") | - |
 EOF

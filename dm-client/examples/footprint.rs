@@ -10,8 +10,8 @@
 //! 1. session 1: the scripted server answers package 1 with Replace
 //!    `./FUMO/1/DownloadAndUpdate/PkgURL` and Exec `./FUMO/1/DownloadAndUpdate`
 //!    (with a Correlator), then answers the device's package 3 with its statuses;
-//! 2. the driver work: `pending_work` gives the download, the package file is
-//!    written where the request says (as the download agent would), `download_done`;
+//! 2. the driver work: `pending_work` gives the download, the package file is put
+//!    where the request says (as the download agent would), `download_done`;
 //!    then the update: `begin_update`, the reference slot agent's `stage`, `reboot`
 //!    and `boot`, then `on_boot`;
 //! 3. session 2: package 1 carries the Alert 1226 report, the server answers it 200.
@@ -30,11 +30,11 @@
 //!   through a 16 KiB buffer).
 //!
 //! The reference update agent reads the package and rebuilds the image in memory,
-//! and the verifier reads up to 64 KiB of a package's start in one buffer, so the
-//! peak grows with the package. Each phase's peak is fitted on the two largest
-//! runs (both should be over 64 KiB): the slope is heap bytes per image byte, the
-//! intercept the phase's peak without package-sized buffers. The largest intercept
-//! is the `excluding_package` line.
+//! and the verifier reads up to 64 KiB of a package's start in one buffer (beside
+//! a fixed 64 KiB read buffer), so the peak grows with the package. Each phase's
+//! peak is fitted on the two largest runs (both should be over 64 KiB): the slope
+//! is heap bytes per image byte, the intercept the phase's peak without
+//! package-sized buffers. The largest intercept is the `excluding_package` line.
 //!
 //! Output: one `footprint key=value ...` line per figure, for scripts.
 

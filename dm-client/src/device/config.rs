@@ -53,7 +53,9 @@ impl Default for DeviceConfig {
             long_poll_wait_secs: 300,
             response_timeout_secs: 60,
             download_timeout_secs: 30,
-            max_package_bytes: 256 << 20,
+            // Below the reference update agent's package limit (80 MiB), so that a
+            // package that downloads can also be staged.
+            max_package_bytes: 64 << 20,
             extra_ca: Vec::new(),
             sim_iccid: None,
             sim_imsi: None,

@@ -383,8 +383,8 @@ impl Device {
         }
     }
 
-    /// What `dm-client run` does: a session, the work it left, and further
-    /// sessions while the device owes the server a report (at most three in all).
+    /// What `dm-client run` does: a session, the work it left, and a further
+    /// session when that work left a report for the server (at most three in all).
     pub fn run(&mut self, trigger: Trigger) -> Result<RunSummary, DeviceError> {
         let mut summary = RunSummary {
             sessions: Vec::new(),
@@ -405,10 +405,14 @@ impl Device {
             let (n, rebooted) = self.work()?;
             summary.work_done += n;
             summary.rebooted |= rebooted;
-            if self
-                .firmware
-                .reports(&self.dm, &self.config.server_id)
-                .is_empty()
+            // Another session only for what the work has just produced: a report the
+            // server already refused stays for the next run, not for a loop.
+            let nothing_new = n == 0 && !rebooted;
+            if nothing_new
+                || self
+                    .firmware
+                    .reports(&self.dm, &self.config.server_id)
+                    .is_empty()
             {
                 break;
             }

@@ -71,7 +71,10 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// disk is not trusted: at most `limit + 1` bytes are read).
 pub(crate) fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let file = File::open(path)?;
-    let mut bytes = Vec::new();
+    // Sized from the file (bounded by the limit): a growing buffer would double past
+    // the image and hold twice its size.
+    let expected = file.metadata().map(|m| m.len()).unwrap_or(0).min(limit);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).saturating_add(1));
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Ok(None);

@@ -1131,3 +1131,37 @@ fn refused_commands_inside_containers_get_a_status_each() {
         ]
     );
 }
+
+/// Every command of every recorded packet gets its Status (nested ones included),
+/// the header Status first, whatever the server's credentials make of it.
+#[test]
+fn every_recorded_packet_is_answered_command_by_command() {
+    fn count(cmds: &[Command]) -> usize {
+        cmds.iter()
+            .map(|c| match c {
+                Command::Status(_) | Command::Results(_) => 0,
+                Command::Atomic(x) | Command::Sequence(x) => 1 + count(&x.commands),
+                _ => 1,
+            })
+            .sum()
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/aosp-dm11");
+    let dir = if dir.exists() { dir } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/aosp-dm11") };
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !(name.ends_with(".xml") || name.ends_with(".wbxml")) {
+            continue;
+        }
+        seen += 1;
+        let packet = decode(&vector(&name)).unwrap();
+        let (step, _) = replay(&name, "SampleClient");
+        let m = msg(&sent(step));
+        let st = statuses(&m);
+        assert_eq!(st[0].0, "SyncHdr", "{name}");
+        assert_eq!(st.len() - 1, count(&packet.body.commands), "{name}: {st:?}");
+        let Command::Status(h) = &m.body.commands[0] else { panic!() };
+        assert_eq!(h.msg_ref, Some(packet.hdr.msg_id), "{name}");
+    }
+    assert!(seen >= 12, "only {seen} packets found in {}", dir.display());
+}

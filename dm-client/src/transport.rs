@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use ureq::config::AutoHeaderValue;
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
 
 /// The `Accept` header of every request.
@@ -27,9 +27,8 @@ pub struct HttpTransportConfig {
     pub timeout: Duration,
     /// The `User-Agent` header.
     pub user_agent: String,
-    /// PEM certificates to trust as roots for HTTPS. When empty, the Mozilla roots
-    /// built in are used; when not, **only** these are trusted (a DM server of a
-    /// private PKI), because the HTTP client cannot add roots to the built-in set.
+    /// PEM certificates to trust as roots for HTTPS beside Mozilla's (a DM server
+    /// of a private PKI).
     pub extra_root_certs_pem: Vec<Vec<u8>>,
     /// The largest response body accepted, in bytes.
     pub max_response: usize,
@@ -93,7 +92,7 @@ impl HttpTransport {
     /// A transport with `config`; fails only on a root certificate that is not PEM.
     pub fn new(config: HttpTransportConfig) -> Result<HttpTransport, TransportError> {
         let roots =
-            root_certs(&config.extra_root_certs_pem).map_err(TransportError::BadRootCert)?;
+            root_certs(&config.extra_root_certs_pem, true).map_err(TransportError::BadRootCert)?;
         let agent = agent(config.timeout, &config.user_agent, roots);
         Ok(HttpTransport {
             agent,
@@ -189,17 +188,34 @@ pub(crate) fn agent(timeout: Duration, user_agent: &str, roots: Option<RootCerts
         .new_agent()
 }
 
-/// The roots to trust instead of the built-in ones, from PEM texts; `None` for none.
-pub(crate) fn root_certs(pems: &[Vec<u8>]) -> Result<Option<RootCerts>, String> {
-    if pems.is_empty() {
+/// The roots HTTPS trusts: Mozilla's (when `public`) and the certificates of `pems`
+/// (each PEM text may hold several). `None` when that is exactly the built-in set.
+pub(crate) fn root_certs(pems: &[Vec<u8>], public: bool) -> Result<Option<RootCerts>, String> {
+    if pems.is_empty() && public {
         return Ok(None);
     }
-    let certs = pems
-        .iter()
-        .enumerate()
-        .map(|(i, pem)| Certificate::from_pem(pem).map_err(|e| format!("certificate {i}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(RootCerts::new_with_certs(&certs)))
+    let mut roots: Vec<Certificate<'static>> = Vec::new();
+    if public {
+        roots.extend(
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|c| Certificate::from_der(c.as_ref())),
+        );
+    }
+    for (i, pem) in pems.iter().enumerate() {
+        let before = roots.len();
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => roots.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(format!("certificate {i}: {e}")),
+            }
+        }
+        if roots.len() == before {
+            return Err(format!("certificate {i}: no certificate in the PEM text"));
+        }
+    }
+    Ok(Some(RootCerts::new_with_certs(&roots)))
 }
 
 /// What went wrong with an exchange, before each caller maps it to its error type.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 use ureq::http::HeaderMap;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::TlsConfig;
 use ureq::ResponseExt;
 
 use super::dd::{self, InstallStatus};
@@ -85,29 +85,8 @@ impl HttpDownloader {
     /// A downloader with `config`. Fails when an extra root certificate or the proxy
     /// cannot be parsed.
     pub fn new(config: HttpConfig) -> Result<Self, DownloadError> {
-        let mut roots: Vec<Certificate<'static>> = Vec::new();
-        if config.public_roots {
-            roots.extend(
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                    .iter()
-                    .map(|c| Certificate::from_der(c.as_ref())),
-            );
-        }
-        for pem in &config.extra_root_certs_pem {
-            let before = roots.len();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(PemItem::Certificate(c)) => roots.push(c),
-                    Ok(_) => {}
-                    Err(e) => return Err(DownloadError::Tls(format!("extra root: {e}"))),
-                }
-            }
-            if roots.len() == before {
-                return Err(DownloadError::Tls(
-                    "extra root: no certificate in PEM".into(),
-                ));
-            }
-        }
+        let roots = crate::transport::root_certs(&config.extra_root_certs_pem, config.public_roots)
+            .map_err(|e| DownloadError::Tls(format!("extra root: {e}")))?;
         let proxy = match &config.proxy {
             Some(p) => Some(
                 ureq::Proxy::new(p).map_err(|e| DownloadError::BadUrl(format!("proxy: {e}")))?,
@@ -121,11 +100,10 @@ impl HttpDownloader {
             .accept_encoding("identity")
             .max_redirects(config.max_redirects)
             .proxy(proxy)
-            .tls_config(
-                TlsConfig::builder()
-                    .root_certs(RootCerts::new_with_certs(&roots))
-                    .build(),
-            )
+            .tls_config(match roots {
+                Some(r) => TlsConfig::builder().root_certs(r).build(),
+                None => TlsConfig::builder().build(),
+            })
             .build()
             .new_agent();
         Ok(Self {

@@ -72,10 +72,10 @@ impl LongPoll {
         self
     }
 
-    /// Trusts only these PEM roots for HTTPS (as
+    /// Trusts these PEM roots for HTTPS beside the public ones (as
     /// [`HttpTransportConfig::extra_root_certs_pem`](crate::transport::HttpTransportConfig)).
     pub fn with_root_certs_pem(mut self, pems: &[Vec<u8>]) -> Result<LongPoll, NotifyError> {
-        self.roots = transport::root_certs(pems).map_err(NotifyError::BadRootCert)?;
+        self.roots = transport::root_certs(pems, true).map_err(NotifyError::BadRootCert)?;
         self.agent = agent(self.wait + self.grace, self.roots.clone());
         Ok(self)
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use dm_client::download::{DownloadError, Fetched};
 use dm_client::firmware::{
     state, AutoAccept, Begin, DownloadOffer, Firmware, FirmwareConfig, Report, Ui, Work,
-    MAX_UPDATE_ATTEMPTS,
+    MAX_PACKAGE_SLOTS, MAX_UPDATE_ATTEMPTS,
 };
 use dm_client::session::Agent;
 use dm_client::update::{Outcome, UpdateAgent, UpdateError};
@@ -120,6 +120,41 @@ impl Device {
     fn reports(&self, srv: &str) -> Vec<Report> {
         self.fw.reports(&self.dm, srv)
     }
+}
+
+/// The copy SaveFirmwareUpdate makes of the package of `slot` for `address`: named
+/// after the slot's own file.
+fn saved_copy(d: &Device, slot: &str, address: u64) -> PathBuf {
+    let own = d.fw.package_path(slot);
+    let key = own.file_stem().unwrap().to_string_lossy().into_owned();
+    d.packages.join(format!("{key}.addr-{address:016x}.pkg"))
+}
+
+/// The `.part` and `.part.meta` files the downloader keeps next to `file`.
+fn part_files(file: &Path) -> [PathBuf; 2] {
+    let with = |suffix: &str| {
+        let mut s = file.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    [with(".part"), with(".part.meta")]
+}
+
+/// The result codes of the reports owed to `srv`, oldest first.
+fn codes(d: &Device, srv: &str) -> Vec<String> {
+    d.reports(srv)
+        .iter()
+        .map(|r| r.command.items()[0].data_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A full package from `from` (empty: any) to `to`, its payload filled with `fill`.
+fn package_to(from: &str, to: &str, key: Option<&SigningKey>, fill: u8) -> Vec<u8> {
+    let spec = Spec {
+        to_version: to.into(),
+        ..spec("M1", from)
+    };
+    build_full(&spec, &vec![fill; 4000], key)
 }
 
 fn spec(model: &str, from: &str) -> Spec {
@@ -601,7 +636,7 @@ fn save_apply_reboot_confirm() {
         d.value(&format!("{slot}/UpdatePending")).as_deref(),
         Some("true")
     );
-    let saved = d.packages.join(format!("addr-{:016x}.pkg", 0x89f));
+    let saved = saved_copy(&d, slot, 0x89f);
     assert_eq!(std::fs::read(&saved).unwrap(), pkg);
 
     assert_eq!(
@@ -1267,4 +1302,537 @@ fn end_to_end_rollback_with_the_slot_agent() {
     assert_eq!(d.state_of("./FUMO/fw"), state::UPDATE_FAILED_NO_DATA);
     let a = alert_fields(&d.reports("srv")[0]);
     assert_eq!((a.data.as_str(), a.mark.as_str()), ("410", "critical"));
+}
+
+// ----- review regressions -------------------------------------------------------------
+
+/// A FUMO job accepted with 202 is never replaced, by another server or its own:
+/// the first server is owed its Alert 1226.
+#[test]
+fn a_second_exec_never_replaces_an_accepted_job() {
+    let mut d = Device::new();
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    d.run("srvA", replace("./FUMO/fw/Download/PkgURL", URL));
+    assert_eq!(
+        d.run("srvA", exec("./FUMO/fw/Download", Some("A"))),
+        StatusCode::AcceptedForProcessing
+    );
+    d.run(
+        "srvB",
+        replace("./FUMO/fw/DownloadAndUpdate/PkgURL", "http://fw.example/b"),
+    );
+    for (srv, op) in [
+        ("srvB", "DownloadAndUpdate"),
+        ("srvB", "Download"),
+        ("srvA", "Download"),
+        ("srvA", "Update"),
+    ] {
+        let code = d.run(srv, exec(&format!("./FUMO/fw/{op}"), Some("B")));
+        assert_eq!(code, StatusCode::CommandNotAllowed, "{srv} {op}");
+    }
+    let work = d.fw.pending_work(&d.dm);
+    let [Work::Download { request, .. }] = work.as_slice() else {
+        panic!("{work:?}")
+    };
+    assert_eq!(request.url, URL);
+    std::fs::write(&request.dest, package(None)).unwrap();
+    d.fw.download_done(&mut d.dm, &work[0], fetched(URL));
+    let r = d.reports("srvA");
+    assert_eq!(r.len(), 1);
+    let a = alert_fields(&r[0]);
+    assert_eq!(
+        (a.data.as_str(), a.correlator.as_deref()),
+        ("200", Some("A"))
+    );
+    assert!(d.reports("srvB").is_empty());
+    // The job is done: the slot takes a new one.
+    assert_eq!(
+        d.run("srvB", exec("./FUMO/fw/DownloadAndUpdate", Some("B"))),
+        StatusCode::AcceptedForProcessing
+    );
+}
+
+/// ApplyFirmwareUpdate, SaveFirmwareUpdate and a PkgData push do not take over or
+/// change a job accepted on the slot.
+#[test]
+fn an_accepted_update_keeps_its_server_and_its_package() {
+    let mut d = Device::new();
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    let pkg = package(None);
+    let push = |bytes: &[u8]| {
+        Command::Replace(ItemCmd::new(vec![Item {
+            target: Some(Location::new("./FUMO/fw/Update/PkgData")),
+            data: vec![Data::Opaque(bytes.to_vec())],
+            ..Item::default()
+        }
+        .with_meta(Some("bin"), Some("application/octet-stream"))]))
+    };
+    assert_eq!(d.run("srvA", push(&pkg)), StatusCode::Ok);
+    assert_eq!(
+        d.run("srvA", exec("./FUMO/fw/Update", Some("A"))),
+        StatusCode::AcceptedForProcessing
+    );
+    let apply = Command::ApplyFirmwareUpdate(ext(vec![Item::source("./FUMO/fw")]));
+    assert_eq!(d.run("srvB", apply), StatusCode::CommandNotAllowed);
+    assert_eq!(
+        d.run("srvB", save_cmd("./FUMO/fw", "0x10")),
+        StatusCode::CommandNotAllowed
+    );
+    // Another package pushed now waits for the job to end.
+    let other = package_to("1.0", "3.0", None, 9);
+    assert_eq!(d.run("srvB", push(&other)), StatusCode::Ok);
+    let work = d.fw.pending_work(&d.dm);
+    let mut agent = FakeAgent::at("1.0");
+    let staged = d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    assert_eq!(std::fs::read(&staged).unwrap(), pkg);
+    agent.version = "2.0".into();
+    agent.outcome = Some(Outcome::Updated {
+        from: "1.0".into(),
+        to: "2.0".into(),
+    });
+    d.restart();
+    d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+    let a = alert_fields(&d.reports("srvA")[0]);
+    assert_eq!(
+        (a.data.as_str(), a.correlator.as_deref()),
+        ("200", Some("A"))
+    );
+    assert!(d.reports("srvB").is_empty());
+    // The bytes pushed meanwhile are the slot's package now.
+    assert_eq!(d.state_of("./FUMO/fw"), state::DOWNLOAD_COMPLETE);
+    assert_eq!(
+        std::fs::read(d.fw.package_path("./FUMO/fw")).unwrap(),
+        other
+    );
+}
+
+/// ApplyFirmwareUpdate and SaveFirmwareUpdate on a FWUpdate slot with an update
+/// accepted are refused too.
+#[test]
+fn an_accepted_apply_is_not_replaced() {
+    let mut d = Device::new();
+    let slot = "./FWUpdate/x";
+    d.get_firmware("srvA", &get_fw(slot, URL, false), &package(None));
+    let apply = |c: &str| {
+        Command::ApplyFirmwareUpdate(ItemCmd {
+            correlator: Some(c.into()),
+            ..ext(vec![Item::source(format!("{slot}/PkgData"))])
+        })
+    };
+    assert_eq!(d.run("srvA", apply("A")), StatusCode::AcceptedForProcessing);
+    assert_eq!(d.run("srvA", apply("A2")), StatusCode::CommandNotAllowed);
+    assert_eq!(
+        d.run("srvA", save_cmd(slot, "0x10")),
+        StatusCode::CommandNotAllowed
+    );
+    let work = d.fw.pending_work(&d.dm);
+    d.fw.update_failed(&mut d.dm, &work[0], &UpdateError::new(502, "no memory"));
+    let r = d.reports("srvA");
+    let Command::ConfirmFirmwareUpdate(c) = &r[0].command else {
+        panic!()
+    };
+    assert_eq!(
+        (c.correlator.as_deref(), c.items[0].data_str()),
+        (Some("A"), Some("502"))
+    );
+}
+
+/// Two slots saving to the same address keep their own copies; a copy changed
+/// after it was saved is refused (402).
+#[test]
+fn save_copies_belong_to_their_slot() {
+    let mut d = Device::new();
+    let a = package_to("1.0", "2.0", None, 1);
+    let b = package_to("1.0", "3.0", None, 2);
+    let (x, y) = ("./FWUpdate/x", "./FWUpdate/y");
+    assert_eq!(
+        d.get_firmware("srvA", &get_fw(x, "http://h/a", false), &a),
+        StatusCode::Ok
+    );
+    assert_eq!(
+        d.get_firmware("srvB", &get_fw(y, "http://h/b", false), &b),
+        StatusCode::Ok
+    );
+    assert_eq!(d.run("srvA", save_cmd(x, "0x10")), StatusCode::Ok);
+    assert_eq!(d.run("srvB", save_cmd(y, "0x10")), StatusCode::Ok);
+    assert_eq!(std::fs::read(saved_copy(&d, x, 0x10)).unwrap(), a);
+    assert_eq!(std::fs::read(saved_copy(&d, y, 0x10)).unwrap(), b);
+    for (srv, slot) in [("srvA", x), ("srvB", y)] {
+        assert_eq!(
+            d.run(srv, apply_cmd(slot)),
+            StatusCode::AcceptedForProcessing
+        );
+    }
+    let work = d.fw.pending_work(&d.dm);
+    let agent = FakeAgent::at("1.0");
+    let staged = d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    assert_eq!(staged, saved_copy(&d, x, 0x10));
+    let (h, _) = parse_header(&std::fs::read(&staged).unwrap()).unwrap();
+    assert_eq!(h.to_version, "2.0");
+    // Slot y's copy replaced behind the client's back by a valid package.
+    std::fs::write(saved_copy(&d, y, 0x10), &a).unwrap();
+    d.restart();
+    d.fw.on_boot(&mut d.dm, &mut FakeAgent::at("2.0")).unwrap();
+    let work = d.fw.pending_work(&d.dm);
+    assert_eq!(work[0].node(), y);
+    assert_eq!(d.fw.begin_update(&mut d.dm, &work[0], &agent), Err(()));
+    assert_eq!(codes(&d, "srvB"), ["402"]);
+}
+
+/// A signed full package to an older version, or to the running one, is refused
+/// with 403 "not newer", at VerifyFirmwareUpdate and at the update.
+#[test]
+fn a_signed_downgrade_or_reflash_is_refused() {
+    let key = SigningKey::generate().unwrap();
+    for (running, to) in [("2.0", "0.5"), ("2.0", "2.0"), ("1.10", "1.9")] {
+        let mut d = Device::new();
+        d.trust("k", &key);
+        d.set("./DevDetail/FwV", running);
+        let slot = "./FWUpdate/x";
+        let pkg = package_to("", to, Some(&key), 3);
+        assert_eq!(
+            d.get_firmware("srv", &get_fw(slot, URL, false), &pkg),
+            StatusCode::Ok
+        );
+        assert_eq!(d.run("srv", verify_cmd(slot)), StatusCode::CommandFailed);
+        let verdict = d.value(&format!("{slot}/PkgStatus")).unwrap();
+        assert!(
+            verdict.starts_with("403 ") && verdict.contains("not newer"),
+            "{running} -> {to}: {verdict}"
+        );
+        d.run("srv", apply_cmd(slot));
+        let work = d.fw.pending_work(&d.dm);
+        let agent = FakeAgent::at(running);
+        assert_eq!(d.fw.begin_update(&mut d.dm, &work[0], &agent), Err(()));
+        assert_eq!(codes(&d, "srv"), ["403"], "{running} -> {to}");
+    }
+    // Newer by number, not by text: 1.10 after 1.9.
+    let mut d = Device::new();
+    d.trust("k", &key);
+    let slot = "./FWUpdate/x";
+    let pkg = package_to("", "1.10", Some(&key), 3);
+    d.get_firmware("srv", &get_fw(slot, URL, false), &pkg);
+    d.run("srv", apply_cmd(slot));
+    let work = d.fw.pending_work(&d.dm);
+    assert!(d
+        .fw
+        .begin_update(&mut d.dm, &work[0], &FakeAgent::at("1.9"))
+        .is_ok());
+}
+
+/// A failed commit after an update failure leaves the package in place: the
+/// files go only once the tree no longer names them.
+#[test]
+fn package_files_outlive_a_failed_commit() {
+    let mut d = Device::new();
+    let slot = "./FWUpdate/x";
+    d.get_firmware("srv", &get_fw(slot, URL, false), &package(None));
+    d.run("srv", apply_cmd(slot));
+    let work = d.fw.pending_work(&d.dm);
+    let mut agent = FakeAgent::at("1.0");
+    d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    // The tree refuses to commit (as a full disk would).
+    d.dm.tree.hold(true);
+    d.fw.update_failed(&mut d.dm, &work[0], &UpdateError::new(502, "no memory"));
+    assert!(
+        d.fw.package_path(slot).exists(),
+        "removed before the commit"
+    );
+    d.dm.tree.hold(false);
+    // The restart finds the update unfinished and hands it to the agent again.
+    d.restart();
+    d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+    let work = d.fw.pending_work(&d.dm);
+    assert!(d.fw.begin_update(&mut d.dm, &work[0], &agent).is_ok());
+    assert!(d.reports("srv").is_empty());
+}
+
+/// A reboot error is no verdict: the agent may have switched already. The boot
+/// decides from the agent's outcome.
+#[test]
+fn a_reboot_error_leaves_the_outcome_to_the_boot() {
+    for switched in [true, false] {
+        let mut d = Device::new();
+        let slot = "./FWUpdate/x";
+        d.get_firmware("srv", &get_fw(slot, URL, false), &package(None));
+        d.run("srv", apply_cmd(slot));
+        let work = d.fw.pending_work(&d.dm);
+        let mut agent = FakeAgent::at("1.0");
+        d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+        d.fw.reboot_failed(&work[0], &UpdateError::new(410, "commit failed"));
+        assert_eq!(d.state_of(slot), state::UPDATE_PROGRESSING);
+        assert!(d.reports("srv").is_empty());
+        d.restart();
+        if switched {
+            agent.version = "2.0".into();
+            agent.outcome = Some(Outcome::Updated {
+                from: "1.0".into(),
+                to: "2.0".into(),
+            });
+        }
+        d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+        if switched {
+            assert_eq!(codes(&d, "srv"), ["200"]);
+            assert_eq!(d.state_of(slot), state::UPDATE_SUCCESSFUL_NO_DATA);
+        } else {
+            // Not switched: staged again, nothing reported yet.
+            assert!(d.reports("srv").is_empty());
+            assert_eq!(d.fw.pending_work(&d.dm), work);
+        }
+    }
+}
+
+/// Files a crash left between a commit and their removal are swept at the next
+/// start; those of work under way stay.
+#[test]
+fn orphan_files_are_swept_at_boot() {
+    let mut d = Device::new();
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    let (done, busy) = ("./FWUpdate/x", "./FUMO/fw");
+    d.get_firmware("srv", &get_fw(done, URL, false), &package(None));
+    d.run("srv", save_cmd(done, "0x10"));
+    d.run("srv", apply_cmd(done));
+    let work = d.fw.pending_work(&d.dm);
+    let mut agent = FakeAgent::at("1.0");
+    d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    let leftovers = [
+        d.fw.package_path(done),
+        saved_copy(&d, done, 0x10),
+        part_files(&d.fw.package_path(done))[0].clone(),
+    ];
+    d.run("srv", replace("./FUMO/fw/Download/PkgURL", URL));
+    d.run("srv", exec("./FUMO/fw/Download", None));
+    let downloading = part_files(&d.fw.package_path(busy));
+    for f in leftovers.iter().chain(&downloading) {
+        std::fs::write(f, b"bytes").unwrap();
+    }
+    let foreign = d.packages.join("notes.txt");
+    std::fs::write(&foreign, b"not ours").unwrap();
+    // The update succeeds; a crash right after the commit keeps its files.
+    agent.version = "2.0".into();
+    agent.outcome = Some(Outcome::Updated {
+        from: "1.0".into(),
+        to: "2.0".into(),
+    });
+    d.restart();
+    d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+    for f in &leftovers {
+        assert!(!f.exists(), "{} kept", f.display());
+    }
+    for f in &downloading {
+        assert!(f.exists(), "{} removed", f.display());
+    }
+    assert!(foreign.exists());
+}
+
+/// The package an update applies is the file recorded when it was downloaded or
+/// pushed: a file changed since is refused with 402.
+#[test]
+fn the_package_file_is_tied_to_the_slot() {
+    let mut d = Device::new();
+    let slot = "./FWUpdate/x";
+    d.get_firmware("srv", &get_fw(slot, URL, false), &package(None));
+    assert_eq!(
+        d.run("srv", apply_cmd(slot)),
+        StatusCode::AcceptedForProcessing
+    );
+    // Another valid package in its place.
+    std::fs::write(d.fw.package_path(slot), package_to("1.0", "2.0", None, 7)).unwrap();
+    let work = d.fw.pending_work(&d.dm);
+    assert_eq!(
+        d.fw.begin_update(&mut d.dm, &work[0], &FakeAgent::at("1.0")),
+        Err(())
+    );
+    assert_eq!(codes(&d, "srv"), ["402"]);
+    // Pushed into PkgData: recorded when moved to the file, checked the same way.
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    let push = replace("./FUMO/fw/Update/PkgData", "bytes pushed");
+    assert_eq!(d.run("srv", push), StatusCode::Ok);
+    assert_eq!(
+        d.run("srv", exec("./FUMO/fw/Update", None)),
+        StatusCode::AcceptedForProcessing
+    );
+    std::fs::write(d.fw.package_path("./FUMO/fw"), package(None)).unwrap();
+    let work = d.fw.pending_work(&d.dm);
+    assert_eq!(
+        d.fw.begin_update(&mut d.dm, &work[0], &FakeAgent::at("1.0")),
+        Err(())
+    );
+    assert_eq!(alert_fields(&d.reports("srv")[1]).data, "402");
+    // A file no download or push recorded is no package.
+    Firmware::create_fwupdate(&mut d.dm, "y").unwrap();
+    std::fs::write(d.fw.package_path("./FWUpdate/y"), package(None)).unwrap();
+    assert_eq!(
+        d.run("srv", apply_cmd("./FWUpdate/y")),
+        StatusCode::NotFound
+    );
+}
+
+/// A failed download leaves no package behind: Update is refused in State 20
+/// (FUMO) and Apply finds nothing (extension commands).
+#[test]
+fn a_failed_download_leaves_no_package() {
+    let mut d = Device::new();
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    let slot = "./FUMO/fw";
+    let file = d.fw.package_path(slot);
+    d.run("srv", replace("./FUMO/fw/Download/PkgURL", URL));
+    d.run("srv", exec("./FUMO/fw/Download", None));
+    let w = d.fw.pending_work(&d.dm);
+    std::fs::write(&file, package(None)).unwrap();
+    d.fw.download_done(&mut d.dm, &w[0], fetched(URL));
+    assert_eq!(d.state_of(slot), state::DOWNLOAD_COMPLETE);
+    d.run("srv", replace("./FUMO/fw/Download/PkgURL", "http://h/v3"));
+    d.run("srv", exec("./FUMO/fw/Download", None));
+    let w = d.fw.pending_work(&d.dm);
+    // A partial download, then the time-out.
+    for f in part_files(&file) {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    d.fw.download_done(&mut d.dm, &w[0], Err(DownloadError::Timeout));
+    assert_eq!(d.state_of(slot), state::DOWNLOAD_FAILED);
+    for f in std::iter::once(file.clone()).chain(part_files(&file)) {
+        assert!(!f.exists(), "{} kept", f.display());
+    }
+    assert_eq!(
+        d.run("srv", exec("./FUMO/fw/Update", None)),
+        StatusCode::CommandNotAllowed
+    );
+    // A file on the disk is not enough: State 40 or 50 is.
+    std::fs::write(&file, package(None)).unwrap();
+    assert_eq!(
+        d.run("srv", exec("./FUMO/fw/Update", None)),
+        StatusCode::CommandNotAllowed
+    );
+    assert!(d.fw.pending_work(&d.dm).is_empty());
+
+    let x = "./FWUpdate/x";
+    d.get_firmware("srv", &get_fw(x, URL, false), &package(None));
+    let cmd = get_fw(x, "http://h/v3", false);
+    let Begin::Fetch(req) = d.fw.begin_download(&mut d.dm, "srv", &cmd) else {
+        panic!()
+    };
+    let code =
+        d.fw.end_download(&mut d.dm, "srv", &cmd, Err(DownloadError::Timeout));
+    assert_eq!(code, StatusCode::CommandFailed);
+    assert!(!req.dest.exists());
+    assert_eq!(d.run("srv", apply_cmd(x)), StatusCode::NotFound);
+}
+
+/// The rule "the device runs the package's version, so it went through" holds only
+/// when the device ran another version when the update started.
+#[test]
+fn a_lost_outcome_needs_a_version_change() {
+    let mut d = Device::new();
+    let slot = "./FWUpdate/x";
+    d.get_firmware("srv", &get_fw(slot, URL, false), &package(None));
+    d.run("srv", apply_cmd(slot));
+    let work = d.fw.pending_work(&d.dm);
+    let mut agent = FakeAgent::at("1.0");
+    d.fw.begin_update(&mut d.dm, &work[0], &agent).unwrap();
+    // The private record says the device already ran 2.0 when the update started
+    // (as a record written by another client version could): no proof then.
+    let slots = format!("{}/Slots", dm_client::firmware::PRIVATE_ROOT);
+    let names: Vec<String> =
+        d.dm.tree
+            .get(&slots)
+            .unwrap()
+            .children()
+            .map(|c| c.path().to_owned())
+            .collect();
+    let rec = d.value(&names[0]).unwrap();
+    assert!(rec.contains("from_version=1.0\n"), "{rec}");
+    let edited = rec.replace("from_version=1.0\n", "from_version=2.0\n");
+    d.dm.tree.set_value(&names[0], edited.into_bytes()).unwrap();
+    d.dm.tree.commit().unwrap();
+    agent.version = "2.0".into();
+    d.restart();
+    d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
+    assert!(d.reports("srv").is_empty());
+    assert_eq!(d.state_of(slot), state::READY_TO_UPDATE);
+}
+
+/// At most MAX_PACKAGE_SLOTS slots hold package files; a finished job frees its
+/// slot's files, partial downloads included.
+#[test]
+fn package_slots_are_capped() {
+    let mut d = Device::new();
+    let slot = |i: usize| format!("./FWUpdate/s{i}");
+    for i in 0..MAX_PACKAGE_SLOTS {
+        let url = format!("{URL}/{i}");
+        assert_eq!(
+            d.get_firmware("srv", &get_fw(&slot(i), &url, false), &package(None)),
+            StatusCode::Ok
+        );
+    }
+    // One slot more: a download, a FUMO download, a pushed package.
+    let next = slot(MAX_PACKAGE_SLOTS);
+    assert_eq!(
+        d.get_firmware("srv", &get_fw(&next, URL, false), &package(None)),
+        StatusCode::DeviceFull
+    );
+    Firmware::create_fumo(&mut d.dm, "fw").unwrap();
+    d.run("srv", replace("./FUMO/fw/Download/PkgURL", URL));
+    assert_eq!(
+        d.run("srv", exec("./FUMO/fw/Download", None)),
+        StatusCode::DeviceFull
+    );
+    assert_eq!(
+        d.run("srv", replace("./FUMO/fw/Update/PkgData", "bytes")),
+        StatusCode::DeviceFull
+    );
+    // A slot holding files may replace them.
+    assert_eq!(
+        d.get_firmware(
+            "srv",
+            &get_fw(&slot(0), "http://h/new", false),
+            &package(None)
+        ),
+        StatusCode::Ok
+    );
+    // A failed update frees its slot, partial files included.
+    d.run("srv", apply_cmd(&slot(0)));
+    let work = d.fw.pending_work(&d.dm);
+    d.fw.begin_update(&mut d.dm, &work[0], &FakeAgent::at("1.0"))
+        .unwrap();
+    let parts = part_files(&d.fw.package_path(&slot(0)));
+    for f in &parts {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    d.fw.update_failed(&mut d.dm, &work[0], &UpdateError::new(502, "no memory"));
+    for f in &parts {
+        assert!(!f.exists(), "{} kept", f.display());
+    }
+    assert_eq!(
+        d.get_firmware("srv", &get_fw(&next, URL, false), &package(None)),
+        StatusCode::Ok
+    );
+}
+
+/// A report the server refuses for good (4xx) is dropped; one refused for a reason
+/// that may pass (authentication, time-out, server error) is kept.
+#[test]
+fn a_report_refused_for_good_is_dropped() {
+    let mut d = Device::new();
+    d.set("./DMAcc/a/ServerID", "srv");
+    d.fw.check_sim(&mut d.dm, "1", None);
+    for (i, (code, kept)) in [
+        (StatusCode::InvalidCredentials, true),
+        (StatusCode::MissingCredentials, true),
+        (StatusCode::RequestTimeout, true),
+        (StatusCode::CommandFailed, true),
+        (StatusCode::from(503), true),
+        (StatusCode::NotFound, false),
+        (StatusCode::BadRequest, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        d.fw.check_sim(&mut d.dm, &format!("{}", i + 2), None);
+        let r = d.reports("srv");
+        assert_eq!(r.len(), 1);
+        d.fw.report_answered(&mut d.dm, &r[0].id, code);
+        d.restart();
+        assert_eq!(d.reports("srv").len(), usize::from(kept), "{code}");
+    }
 }

@@ -1145,8 +1145,13 @@ fn every_recorded_packet_is_answered_command_by_command() {
             })
             .sum()
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/aosp-dm11");
-    let dir = if dir.exists() { dir } else { std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/aosp-dm11") };
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/aosp-dm11");
+    let dir = if dir.exists() {
+        dir
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/aosp-dm11")
+    };
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -1160,7 +1165,9 @@ fn every_recorded_packet_is_answered_command_by_command() {
         let st = statuses(&m);
         assert_eq!(st[0].0, "SyncHdr", "{name}");
         assert_eq!(st.len() - 1, count(&packet.body.commands), "{name}: {st:?}");
-        let Command::Status(h) = &m.body.commands[0] else { panic!() };
+        let Command::Status(h) = &m.body.commands[0] else {
+            panic!()
+        };
         assert_eq!(h.msg_ref, Some(packet.hdr.msg_id), "{name}");
     }
     assert!(seen >= 12, "only {seen} packets found in {}", dir.display());

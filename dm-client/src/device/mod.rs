@@ -356,20 +356,24 @@ impl Device {
                             continue;
                         };
                         self.pause();
-                        let staged = self.agent.stage(&package);
-                        self.pause();
-                        match staged.and_then(|()| self.agent.reboot()) {
-                            Ok(()) => {
-                                // The reference agent returns from reboot; the boot that a
-                                // real device would do next is played here.
-                                rebooted = true;
-                                self.pause();
-                                self.agent.boot()?;
-                                self.pause();
-                                self.firmware.on_boot(&mut self.dm, self.agent.as_mut())?;
-                            }
-                            Err(e) => self.firmware.update_failed(&mut self.dm, &w, &e),
+                        if let Err(e) = self.agent.stage(&package) {
+                            // Nothing was switched: a definite failure.
+                            self.firmware.update_failed(&mut self.dm, &w, &e);
+                            continue;
                         }
+                        self.pause();
+                        if let Err(e) = self.agent.reboot() {
+                            // The agent may have committed the switch before failing:
+                            // the boot decides, as after a power loss.
+                            self.firmware.reboot_failed(&w, &e);
+                        }
+                        // The reference agent returns from reboot; the boot that a real
+                        // device would do next is played here.
+                        rebooted = true;
+                        self.pause();
+                        self.agent.boot()?;
+                        self.pause();
+                        self.firmware.on_boot(&mut self.dm, self.agent.as_mut())?;
                     }
                 }
             }

@@ -2,10 +2,15 @@
 //! bytes, its signature against the keys provisioned in the tree, the payload's
 //! length, CRC-32 and SHA-256 streamed from the file, and the fit to this device.
 //!
+//! A package must install a version newer than the running one (dotted versions
+//! compared segment by segment, numbers as numbers): a downgrade, even signed, is
+//! refused, and so is a reflash of the running version (not supported).
+//!
 //! The answer is a [`Verdict`]: a FUMO result code and the reason, the text
 //! VerifyFirmwareUpdate writes to its Target node (`200 OK`, `402 corrupted
 //! package: payload CRC-32 mismatch ...`).
 
+use std::cmp::Ordering;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -138,6 +143,16 @@ pub fn check_file(path: &Path, max: u64, expect: Option<&Expect<'_>>) -> Result<
         };
         pkg.check_fit(x.model, x.version)
             .map_err(|e| Verdict::from_package(&e))?;
+        if compare_versions(&header.to_version, x.version) != Ordering::Greater {
+            return Err(Verdict {
+                code: 403,
+                reason: format!(
+                    "package installs version {:?}, not newer than the running {:?} \
+                     (a downgrade or reflash is not supported)",
+                    header.to_version, x.version
+                ),
+            });
+        }
         if !x.target_version.is_empty() && x.target_version != header.to_version {
             return Err(Verdict {
                 code: 403,
@@ -149,6 +164,33 @@ pub fn check_file(path: &Path, max: u64, expect: Option<&Expect<'_>>) -> Result<
         }
     }
     Ok(header)
+}
+
+/// Orders dotted versions segment by segment: two numeric segments as numbers,
+/// anything else as text. A missing segment counts as `0` against a number (so
+/// `2` equals `2.0`) and as less than any text.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a.trim().split('.'), b.trim().split('.'));
+    loop {
+        let ord = match (x.next(), y.next()) {
+            (None, None) => return Ordering::Equal,
+            (Some(s), None) if s.parse::<u64>().is_ok() => segment(s, "0"),
+            (Some(_), None) => Ordering::Greater,
+            (None, Some(t)) if t.parse::<u64>().is_ok() => segment("0", t),
+            (None, Some(_)) => Ordering::Less,
+            (Some(s), Some(t)) => segment(s, t),
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+}
+
+fn segment(s: &str, t: &str) -> Ordering {
+    match (s.parse::<u64>(), t.parse::<u64>()) {
+        (Ok(m), Ok(n)) => m.cmp(&n),
+        _ => s.cmp(t),
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +219,26 @@ mod tests {
             reason: String::new(),
         };
         assert_eq!(ok.text(), "200 OK");
+    }
+
+    #[test]
+    fn versions_compare_by_numeric_segments() {
+        use Ordering::*;
+        for (a, b, want) in [
+            ("2.0", "1.0", Greater),
+            ("1.10", "1.9", Greater),
+            ("1.0.1", "1.0", Greater),
+            ("2", "2.0", Equal),
+            ("2.0", "2", Equal),
+            ("0.5", "2.0", Less),
+            ("1.0b", "1.0a", Greater),
+            ("1.x", "1", Greater),
+            ("1", "1.x", Less),
+            ("1.0", "", Greater),
+            ("", "", Equal),
+        ] {
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+        }
     }
 
     #[test]
@@ -220,6 +282,31 @@ mod tests {
             ..x
         };
         assert!(check_file(&p, 1 << 20, Some(&same)).is_ok());
+        // A full package (no source version) to a version not newer than the
+        // running one: refused, signed or not.
+        let full = Spec {
+            from_version: String::new(),
+            ..spec()
+        };
+        std::fs::write(&p, build_full(&full, &[1; 100], Some(&key))).unwrap();
+        for running in ["2.0", "2", "2.0.1", "10.0"] {
+            let v = check_file(
+                &p,
+                1 << 20,
+                Some(&Expect {
+                    version: running,
+                    ..x
+                }),
+            )
+            .unwrap_err();
+            assert_eq!(v.code, 403, "{running}");
+            assert!(v.text().contains("not newer"), "{}", v.text());
+        }
+        let older = Expect {
+            version: "1.9",
+            ..x
+        };
+        assert!(check_file(&p, 1 << 20, Some(&older)).is_ok());
         // Missing file.
         assert_eq!(
             check_file(&d.path().join("none"), 1 << 20, None)

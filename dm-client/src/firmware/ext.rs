@@ -7,16 +7,19 @@
 //! - 400 a malformed argument (URL, DL_Prompt, Address) or URI;
 //! - 404 the slot or its package does not exist;
 //! - 425 the server may not work on the slot (no Add, Replace or Exec right);
-//! - 405 the slot is busy with other firmware work, or a download nested in an
-//!   Atomic (or deeper than a top-level Sequence) that would need the network;
+//! - 405 a job (FUMO Exec, ApplyFirmwareUpdate, Update) is recorded on the slot and
+//!   not finished: it is never replaced, its server is owed the outcome; or a
+//!   download nested in an Atomic (or deeper than a top-level Sequence) that would
+//!   need the network;
+//! - 420 a new package for one slot more than [`super::MAX_PACKAGE_SLOTS`] allows;
 //! - 304 the user refused the download (as a refused Alert 1101 confirmation);
 //! - 202 an update accepted: its outcome comes as ConfirmFirmwareUpdate after the
 //!   reboot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use dm_tree::ddf::Lookup;
-use dm_tree::{DmTree, Format};
+use dm_tree::{DmTree, Format, Tree};
 use syncml_core::{Command, Item, StatusCode};
 
 use super::check::{check_file, trusted_keys, Expect};
@@ -70,7 +73,7 @@ fn open_slot(fw: &Firmware, dm: &mut DmTree, slot: &str, server: &str) -> Result
     ensure_slot(dm, slot, server)?;
     absorb_pkg_data(&mut dm.tree, &fw.config.packages_dir, slot).map_err(|e| {
         tracing::error!("{slot}: {e}");
-        StatusCode::CommandFailed
+        e.status()
     })
 }
 
@@ -145,6 +148,10 @@ fn try_begin(
         tracing::info!("{}: package from {} already stored", a.slot, a.url);
         return Ok(Begin::Answer(StatusCode::Ok));
     }
+    store::check_room(&fw.config.packages_dir, &a.slot).map_err(|e| {
+        tracing::warn!("{}: {e}", a.slot);
+        e.status()
+    })?;
     if a.prompt {
         let offer = DownloadOffer {
             url: a.url.clone(),
@@ -238,7 +245,14 @@ pub fn end_download(
         Ok::<(), super::Error>(dm.tree.commit()?)
     })();
     match recorded {
-        Ok(()) => code,
+        Ok(()) => {
+            if code != StatusCode::Ok {
+                // Whatever was fetched is no package of the slot's: never applied.
+                let [part, meta] = store::part_files(&file);
+                store::remove_all(&[file, part, meta]);
+            }
+            code
+        }
         Err(e) => {
             tracing::error!("{}: recording the download: {e}", a.slot);
             let _ = dm.tree.discard();
@@ -339,20 +353,32 @@ fn verdict_target_allowed(dm: &DmTree, slot: &str, target: &str) -> Result<(), S
 /// The package file an update of `slot` applies: the copy SaveFirmwareUpdate made,
 /// while the update is pending, else the slot's own file.
 pub fn current_package(fw: &Firmware, dm: &DmTree, slot: &str) -> PathBuf {
-    current_package_in(&fw.config.packages_dir, dm, slot)
+    current_package_in(&fw.config.packages_dir, &dm.tree, slot)
 }
 
-pub fn current_package_in(dir: &std::path::Path, dm: &DmTree, slot: &str) -> PathBuf {
-    let rec = records::slot(&dm.tree, slot);
-    let pending =
-        nodes::text(&dm.tree, &format!("{slot}/UpdatePending")).as_deref() == Some("true");
+pub fn current_package_in(dir: &Path, tree: &Tree, slot: &str) -> PathBuf {
+    package_and_sha(dir, tree, slot).0
+}
+
+/// The package file an update of `slot` applies and the SHA-256 recorded for it
+/// (empty when none is).
+pub fn package_and_sha(dir: &Path, tree: &Tree, slot: &str) -> (PathBuf, String) {
+    let rec = records::slot(tree, slot);
+    let pending = nodes::text(tree, &format!("{slot}/UpdatePending")).as_deref() == Some("true");
     if pending && !rec.saved.is_empty() {
         let saved = dir.join(&rec.saved);
         if saved.exists() {
-            return saved;
+            return (saved, rec.saved_sha);
         }
     }
-    package_file(dir, slot)
+    (package_file(dir, slot), rec.sha)
+}
+
+/// The package an update of `slot` would apply, if one is recorded (downloaded,
+/// pushed into PkgData, or saved) and its file exists.
+pub fn recorded_package(dir: &Path, tree: &Tree, slot: &str) -> Option<PathBuf> {
+    let (file, sha) = package_and_sha(dir, tree, slot);
+    (!sha.is_empty() && file.exists()).then_some(file)
 }
 
 // ----- SaveFirmwareUpdate --------------------------------------------------------
@@ -390,23 +416,31 @@ fn save(
     }
     open_slot(fw, dm, &slot, server)?;
     let mut rec = records::slot(&dm.tree, &slot);
-    if rec.job.as_ref().is_some_and(|j| j.phase != Phase::Update) {
+    // The package of a job under way stays as it was accepted.
+    if rec.job.is_some() {
         return Err(StatusCode::CommandNotAllowed);
     }
     let file = package_file(&fw.config.packages_dir, &slot);
-    if !file.exists() {
+    if rec.sha.is_empty() || !file.exists() {
         return Err(StatusCode::NotFound);
     }
-    let dest = address_file(&fw.config.packages_dir, address);
+    let dest = address_file(&fw.config.packages_dir, &slot, address);
     let fail = |e: super::Error| {
         tracing::error!("{slot}: saving the package: {e}");
         StatusCode::CommandFailed
     };
     store::copy_atomic(&file, &dest).map_err(fail)?;
+    let copied = store::sha256_file(&dest).map_err(fail)?;
+    if copied != rec.sha {
+        tracing::error!("{slot}: the package file changed since it was stored");
+        store::remove_all(&[dest]);
+        return Err(StatusCode::CommandFailed);
+    }
     rec.saved = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    rec.saved_sha = copied;
     records::put_slot(&mut dm.tree, &rec).map_err(fail)?;
     if is_fwupdate(&slot) {
         set_leaf(
@@ -460,10 +494,11 @@ fn apply(
     }
     open_slot(fw, dm, &slot, server)?;
     let mut rec: SlotRecord = records::slot(&dm.tree, &slot);
-    if rec.job.as_ref().is_some_and(|j| j.phase != Phase::Update) {
+    // One job per slot: the one accepted first owes its server a report.
+    if rec.job.is_some() {
         return Err(StatusCode::CommandNotAllowed);
     }
-    if !current_package(fw, dm, &slot).exists() {
+    if recorded_package(&fw.config.packages_dir, &dm.tree, &slot).is_none() {
         return Err(StatusCode::NotFound);
     }
     rec.job = Some(Job {
@@ -474,6 +509,7 @@ fn apply(
         url: String::new(),
         attempts: 0,
         to_version: String::new(),
+        from_version: String::new(),
     });
     let written = records::put_slot(&mut dm.tree, &rec)
         .and_then(|()| set_state(&mut dm.tree, &slot, state::READY_TO_UPDATE));

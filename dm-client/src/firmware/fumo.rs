@@ -15,13 +15,17 @@
 //! resumes it), an update whose outcome the agent holds is reported, one that never
 //! reached the agent's reboot is handed to it again (at most
 //! [`MAX_UPDATE_ATTEMPTS`] times). A finished job is never retried without the
-//! server: its outcome is reported and the job forgotten.
+//! server: its outcome is reported and the job forgotten. Package files a step no
+//! longer needs are removed only after its commit; a crash in between leaves
+//! orphans that [`on_boot`] sweeps.
 //!
-//! Exec is refused with 405 while the slot is busy (a download under way refuses
-//! Update; an update being applied refuses everything), and Exec on Update with no
-//! package on the device is refused with 405 too (not allowed in this state). An
-//! empty PkgURL is refused with 400.
+//! Exec is refused with 405 while a job is recorded on the slot, whoever asks: the
+//! job accepted first owes its server a report and is never replaced. Exec on
+//! Update is refused with 405 too unless the slot holds a recorded package in State
+//! 40 or 50 (not allowed in this state). An empty PkgURL is refused with 400, a
+//! download for one slot more than [`super::MAX_PACKAGE_SLOTS`] allows with 420.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use dm_tree::handlers::{ExecRequest, ValueHandler};
@@ -29,12 +33,12 @@ use dm_tree::uri::parent_path;
 use dm_tree::{DmTree, Format, Tree};
 use syncml_core::StatusCode;
 
-use super::check::{check_file, trusted_keys, Expect};
-use super::ext::current_package_in;
+use super::check::{check_file, trusted_keys, Expect, Verdict};
+use super::ext::{current_package_in, package_and_sha, recorded_package};
 use super::nodes::{self, is_fumo, is_fwupdate, set_leaf, set_state, slot_of};
 use super::records::{self, Job, JobKind, Phase, SlotRecord};
 use super::reports::owe_outcome;
-use super::store::{self, absorb_pkg_data, package_file};
+use super::store::{self, absorb_pkg_data, package_file, part_files};
 use super::{state, Error, FirmwareConfig, Work, DOWNLOAD_TIMEOUT, MAX_UPDATE_ATTEMPTS};
 use crate::download::{DownloadError, Fetched, Request};
 use crate::update::{Outcome, UpdateAgent, UpdateError};
@@ -89,7 +93,11 @@ pub fn install(config: &FirmwareConfig, dm: &mut DmTree) {
     }
 }
 
-/// Stores package bytes a server Replaces into a `PkgData` leaf in the slot's file.
+/// Guards the `PkgData` leaves: write-only, bounded in size, and refused (420) for
+/// one slot more than [`super::MAX_PACKAGE_SLOTS`] allows. The bytes stay in the leaf
+/// until a step moves them to the slot's file ([`absorb_pkg_data`]), so a Replace
+/// rolled back (Atomic) leaves no file behind, and a job under way keeps its
+/// package.
 struct PkgData {
     dir: PathBuf,
     max: u64,
@@ -105,10 +113,9 @@ impl ValueHandler for PkgData {
         if value.len() as u64 > self.max {
             return Err(StatusCode::RequestEntityTooLarge);
         }
-        let file = package_file(&self.dir, &slot_of(path));
-        store::write_atomic(&file, value).map_err(|e| {
-            tracing::error!("{path}: {e}");
-            StatusCode::DeviceFull
+        store::check_room(&self.dir, &slot_of(path)).map_err(|e| {
+            tracing::warn!("{path}: {e}");
+            e.status()
         })
     }
 }
@@ -131,24 +138,24 @@ fn accept(
     slot: &str,
     req: &ExecRequest<'_>,
 ) -> Result<(), StatusCode> {
-    let mut rec = records::slot(tree, slot);
-    let busy = match (&rec.job, kind) {
-        (Some(j), _) if j.phase == Phase::Applying => true,
-        (Some(j), JobKind::FumoUpdate) => j.phase == Phase::Download,
-        _ => false,
-    };
-    if busy {
+    // One job per slot: the one accepted first owes its server a report.
+    if records::slot(tree, slot).job.is_some() {
         return Err(StatusCode::CommandNotAllowed);
     }
     let fail = |e: Error| {
         tracing::error!("{slot}: {e}");
-        StatusCode::CommandFailed
+        e.status()
     };
     // Bytes pushed into PkgData go to the file now, before a download replaces it.
     absorb_pkg_data(tree, dir, slot).map_err(fail)?;
+    let mut rec = records::slot(tree, slot);
     let (phase, url, next_state) = match kind {
         JobKind::FumoUpdate => {
-            if !package_file(dir, slot).exists() {
+            let ready = matches!(
+                nodes::state(tree, slot),
+                Some(state::DOWNLOAD_COMPLETE | state::READY_TO_UPDATE)
+            );
+            if !ready || recorded_package(dir, tree, slot).is_none() {
                 return Err(StatusCode::CommandNotAllowed);
             }
             (Phase::Update, String::new(), state::READY_TO_UPDATE)
@@ -158,6 +165,7 @@ fn accept(
             if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(StatusCode::BadRequest);
             }
+            store::check_room(dir, slot).map_err(fail)?;
             // The stored package is about to be replaced.
             rec.url.clear();
             rec.sha.clear();
@@ -172,6 +180,7 @@ fn accept(
         url,
         attempts: 0,
         to_version: String::new(),
+        from_version: String::new(),
     });
     records::put_slot(tree, &rec).map_err(fail)?;
     set_state(tree, slot, next_state).map_err(fail)
@@ -194,7 +203,7 @@ pub fn pending_work(config: &FirmwareConfig, dm: &DmTree) -> Vec<Work> {
                     node: rec.node,
                 }),
                 Phase::Update => Some(Work::Update {
-                    package: current_package_in(&config.packages_dir, dm, &rec.node),
+                    package: current_package_in(&config.packages_dir, &dm.tree, &rec.node),
                     node: rec.node,
                 }),
                 Phase::Applying => None,
@@ -237,12 +246,15 @@ pub fn download_done(
             .map(|v| (v.code, v.reason)),
         Err(e) => Some((e.fumo_result(), e.to_string())),
     };
+    let failed = failure.is_some();
     let recorded = (|| {
         match failure {
             Some((code, reason)) => {
                 tracing::warn!("{node}: download failed ({code}): {reason}");
                 set_state(&mut dm.tree, node, state::DOWNLOAD_FAILED)?;
                 owe_outcome(&mut dm.tree, node, &job, code)?;
+                rec.url.clear();
+                rec.sha.clear();
                 rec.job = None;
             }
             None => {
@@ -262,9 +274,35 @@ pub fn download_done(
         records::put_slot(&mut dm.tree, &rec)?;
         commit(dm, "a download")
     })();
-    if let Err(e) = recorded {
-        tracing::error!("{node}: recording the download: {e}");
-        let _ = dm.tree.discard();
+    match recorded {
+        // Whatever was fetched is no package of the slot's: never applied later.
+        Ok(()) if failed => store::remove_all(&slot_files(&file)),
+        Ok(()) => {}
+        Err(e) => {
+            tracing::error!("{node}: recording the download: {e}");
+            let _ = dm.tree.discard();
+        }
+    }
+}
+
+/// A slot's package file and its partial-download files.
+fn slot_files(file: &Path) -> Vec<PathBuf> {
+    let mut files = vec![file.to_owned()];
+    files.extend(part_files(file));
+    files
+}
+
+/// Whether `file` is still the package recorded (`sha`) when it was downloaded or
+/// pushed: 402 if not. A missing file passes here; the check that follows says so.
+fn still_recorded(file: &Path, sha: &str) -> Result<(), Verdict> {
+    match store::sha256_file(file) {
+        Err(_) => Ok(()),
+        Ok(actual) if !sha.is_empty() && actual == sha => Ok(()),
+        Ok(_) => Err(Verdict {
+            code: 402,
+            reason: "the package file is not the one stored for the slot (SHA-256 differs)"
+                .to_owned(),
+        }),
     }
 }
 
@@ -295,13 +333,11 @@ pub fn begin_update(
         tracing::warn!("{node}: the update agent holds an outcome: run on_boot first");
         return Err(());
     }
-    if let Err(e) = absorb_pkg_data(&mut dm.tree, &config.packages_dir, node) {
-        tracing::error!("{node}: {e}");
-        return Err(());
-    }
     // Never stage what this check has not just passed: the path is recomputed
-    // from the tree rather than taken from the work item.
-    let package = current_package_in(&config.packages_dir, dm, node);
+    // from the tree rather than taken from the work item, and the file must be the
+    // one recorded for the slot. (Bytes pushed into PkgData since the job was
+    // accepted wait in the leaf until it ends.)
+    let (package, sha) = package_and_sha(&config.packages_dir, &dm.tree, node);
     let keys = trusted_keys(&dm.tree);
     let model = nodes::text(&dm.tree, "./DevInfo/Mod").unwrap_or_default();
     let version = agent.current_version();
@@ -312,11 +348,13 @@ pub fn begin_update(
         version: &version,
         target_version: &pkg_version,
     };
-    let verdict = check_file(&package, config.max_package, Some(&expect));
+    let verdict = still_recorded(&package, &sha)
+        .and_then(|()| check_file(&package, config.max_package, Some(&expect)));
     let recorded = (|| match &verdict {
         Ok(header) => {
             job.phase = Phase::Applying;
             job.to_version = header.to_version.clone();
+            job.from_version = version.clone();
             rec.job = Some(job.clone());
             records::put_slot(&mut dm.tree, &rec)?;
             set_state(&mut dm.tree, node, state::UPDATE_PROGRESSING)?;
@@ -324,8 +362,10 @@ pub fn begin_update(
         }
         Err(v) => {
             tracing::warn!("{node}: package refused ({}): {}", v.code, v.reason);
-            finish(config, dm, rec.clone(), &job, v.code)?;
-            commit(dm, "a refused update")
+            let files = finish(config, dm, rec.clone(), &job, v.code)?;
+            commit(dm, "a refused update")?;
+            store::remove_all(&files);
+            Ok(())
         }
     })();
     match (verdict, recorded) {
@@ -346,22 +386,25 @@ pub fn update_failed(config: &FirmwareConfig, dm: &mut DmTree, work: &Work, err:
         return;
     };
     tracing::warn!("{node}: update failed: {err}");
-    let recorded =
-        finish(config, dm, rec, &job, err.code).and_then(|()| commit(dm, "a failed update"));
-    if let Err(e) = recorded {
-        tracing::error!("{node}: {e}");
+    let recorded = finish(config, dm, rec, &job, err.code)
+        .and_then(|files| commit(dm, "a failed update").map(|()| files));
+    match recorded {
+        Ok(files) => store::remove_all(&files),
+        Err(e) => tracing::error!("{node}: {e}"),
     }
 }
 
 /// Ends a job with its outcome: State 100 or 80 (the package is deleted, so "no
 /// data"), UpdatePending cleared, the report owed recorded, the job forgotten.
+/// Returns the slot's files, for the caller to remove once this is committed (a
+/// crash before leaves them to the sweep at the next start).
 fn finish(
     config: &FirmwareConfig,
     dm: &mut DmTree,
     mut rec: SlotRecord,
     job: &Job,
     code: u16,
-) -> Result<(), Error> {
+) -> Result<Vec<PathBuf>, Error> {
     let node = rec.node.clone();
     let ok = (200..300).contains(&code);
     let st = if ok {
@@ -379,17 +422,17 @@ fn finish(
         )?;
     }
     owe_outcome(&mut dm.tree, &node, job, code)?;
-    // Files go before the record that names them; a crash in between leaves a
-    // record without file, which any later step treats as no package.
-    store::remove(&package_file(&config.packages_dir, &node))?;
+    let mut files = slot_files(&package_file(&config.packages_dir, &node));
     if !rec.saved.is_empty() {
-        store::remove(&config.packages_dir.join(&rec.saved))?;
+        files.push(config.packages_dir.join(&rec.saved));
     }
     rec.url.clear();
     rec.sha.clear();
     rec.saved.clear();
+    rec.saved_sha.clear();
     rec.job = None;
-    records::put_slot(&mut dm.tree, &rec)
+    records::put_slot(&mut dm.tree, &rec)?;
+    Ok(files)
 }
 
 pub fn on_boot(
@@ -413,14 +456,23 @@ pub fn on_boot(
                 tracing::warn!("{node}: update failed ({code}): {reason}");
                 Some(*code)
             }
-            // The agent says nothing, but the device runs the package's version:
-            // the update went through and only the outcome was lost.
-            None if !job.to_version.is_empty() && job.to_version == current => Some(200),
+            // The agent says nothing, but the device runs the package's version,
+            // which it did not before: the update went through and only the
+            // outcome was lost.
+            None if !job.to_version.is_empty()
+                && job.to_version == current
+                && job.from_version != job.to_version =>
+            {
+                Some(200)
+            }
             None if job.attempts + 1 >= MAX_UPDATE_ATTEMPTS => Some(410),
             None => None,
         };
         match result {
-            Some(code) => finish(config, dm, rec, &job, code)?,
+            // Its files go with the sweep below, after the commit.
+            Some(code) => {
+                finish(config, dm, rec, &job, code)?;
+            }
             None => {
                 // Power was lost before the reboot's commit point: stage again.
                 tracing::warn!("{node}: update interrupted before the reboot; trying again");
@@ -438,6 +490,10 @@ pub fn on_boot(
         dm.set("./DevDetail/FwV", current.as_bytes())?;
     }
     commit(dm, "the boot")?;
+    // Only now that the tree no longer names them may files go.
+    if let Err(e) = store::sweep(&config.packages_dir, &files_in_use(config, &dm.tree)) {
+        tracing::warn!("firmware: sweeping the package directory: {e}");
+    }
     if outcome.is_some() {
         agent.clear_outcome()?;
     }
@@ -456,7 +512,11 @@ fn settle_interrupted(config: &FirmwareConfig, dm: &mut DmTree) -> Result<(), Er
     }
     for slot in slots {
         debug_assert!(is_fwupdate(&slot) || is_fumo(&slot));
-        absorb_pkg_data(&mut dm.tree, &config.packages_dir, &slot)?;
+        match absorb_pkg_data(&mut dm.tree, &config.packages_dir, &slot) {
+            // The bytes wait in the leaf; the sweep may make room for them.
+            Err(Error::NoRoom) => tracing::warn!("{slot}: {}", Error::NoRoom),
+            other => other?,
+        }
         let has_job = records::slot(&dm.tree, &slot).job.is_some();
         if !has_job && nodes::state(&dm.tree, &slot) == Some(state::DOWNLOAD_PROGRESSING) {
             set_state(&mut dm.tree, &slot, state::DOWNLOAD_FAILED)?;
@@ -466,4 +526,24 @@ fn settle_interrupted(config: &FirmwareConfig, dm: &mut DmTree) -> Result<(), Er
         }
     }
     Ok(())
+}
+
+/// The files the records name: each recorded package or one a job works on, the
+/// partial download of a job downloading, and each SaveFirmwareUpdate copy.
+fn files_in_use(config: &FirmwareConfig, tree: &Tree) -> BTreeSet<PathBuf> {
+    let dir = &config.packages_dir;
+    let mut keep = BTreeSet::new();
+    for rec in records::slots(tree) {
+        let file = package_file(dir, &rec.node);
+        if rec.job.as_ref().is_some_and(|j| j.phase == Phase::Download) {
+            keep.extend(part_files(&file));
+        }
+        if !rec.sha.is_empty() || rec.job.is_some() {
+            keep.insert(file);
+        }
+        if !rec.saved.is_empty() {
+            keep.insert(dir.join(&rec.saved));
+        }
+    }
+    keep
 }

@@ -13,6 +13,10 @@
 //!
 //! Every step is a tree commit, and every package file is written whole or not at
 //! all, so that a power cut at any instant resumes the step or reports its outcome.
+//! Files a step no longer needs go only after its commit; [`Firmware::on_boot`]
+//! sweeps those a crash left. Each package is tied to its slot by the SHA-256
+//! recorded when it was downloaded or pushed, and checked again before it is
+//! staged. One job per slot: a job accepted (202) is never replaced.
 //!
 //! Modules: `records` (the private bookkeeping in the tree), `store` (package
 //! files), `check` (package verification), `ext` (extension commands), `fumo`
@@ -45,6 +49,11 @@ pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often an update is handed to the agent again when the device restarted
 /// before any outcome came back (power lost while staging); then it fails with 410.
 pub const MAX_UPDATE_ATTEMPTS: u32 = 3;
+
+/// How many slots may hold package files at once (each a package, its partial
+/// download, and its SaveFirmwareUpdate copy): a new package for one more slot is
+/// refused with 420 (device full), so that servers cannot fill the disk.
+pub const MAX_PACKAGE_SLOTS: usize = 8;
 
 /// The values of FUMO `State` (also used by `./FWUpdate/<x>/State`).
 pub mod state {
@@ -136,8 +145,21 @@ pub enum Error {
     Io { path: PathBuf, reason: String },
     #[error("update agent: {0}")]
     Agent(#[from] UpdateError),
+    #[error("{MAX_PACKAGE_SLOTS} slots already hold packages")]
+    NoRoom,
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// The Status a command refused for this error gets: 420 (device full) when
+    /// no slot may take one more package, else 500.
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::NoRoom => StatusCode::DeviceFull,
+            _ => StatusCode::CommandFailed,
+        }
+    }
 }
 
 /// The firmware side of one device.
@@ -210,11 +232,23 @@ impl Firmware {
         fumo::begin_update(&self.config, dm, work, agent)
     }
 
-    /// The agent's stage or reboot failed for the update [`Firmware::begin_update`]
-    /// started: records the failure (with the agent's FUMO result code) as the
-    /// outcome owed. Commits the tree.
+    /// The agent's `stage` failed for the update [`Firmware::begin_update`] started:
+    /// records the failure (with the agent's FUMO result code) as the outcome owed,
+    /// commits the tree, then removes the package files. Not for a `reboot` error:
+    /// see [`Firmware::reboot_failed`].
     pub fn update_failed(&mut self, dm: &mut DmTree, work: &Work, err: &UpdateError) {
         fumo::update_failed(&self.config, dm, work, err)
+    }
+
+    /// The agent's `reboot` failed after a successful `stage`: the agent may already
+    /// have committed the switch, so nothing is concluded. The job stays "applying"
+    /// and [`Firmware::on_boot`] at the next start records the agent's outcome (or,
+    /// with none, hands the package to the agent again). Only logs.
+    pub fn reboot_failed(&mut self, work: &Work, err: &UpdateError) {
+        tracing::warn!(
+            "{}: reboot failed ({err}); the outcome is read at the next start",
+            work.node()
+        );
     }
 
     /// At every start, after `agent.boot()`: records the agent's outcome for the
@@ -279,8 +313,9 @@ impl crate::session::Agent for Firmware {
         ext::end_download(self, dm, server_id, cmd, result)
     }
 
-    /// The server answered a report: a 2xx Status clears it, anything else keeps
-    /// it for the next session. Commits.
+    /// The server answered a report: a 2xx Status clears it, and so does a
+    /// permanent refusal (4xx other than 401, 407 and 408, logged); a 5xx or an
+    /// authentication or time-out failure keeps it for the next session. Commits.
     fn report_answered(&mut self, dm: &mut DmTree, id: &str, status: StatusCode) {
         reports::report_answered(dm, id, status)
     }

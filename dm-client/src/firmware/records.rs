@@ -124,8 +124,9 @@ fn remove(tree: &mut Tree, path: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A segment-safe, stable name for a public node: readable, plus a digest of the
-/// whole path so that two paths never share one.
+/// A segment-safe, stable name for a public node: readable, plus the whole SHA-256
+/// of the path (64 hex digits), so that two paths never share one. It holds no `.`,
+/// so a file named after it can be told from its suffixes.
 pub fn key_of(path: &str) -> String {
     let readable: String = path
         .trim_start_matches("./")
@@ -140,7 +141,7 @@ pub fn key_of(path: &str) -> String {
         .take(40)
         .collect();
     let digest = Sha256::digest(path.as_bytes());
-    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("{readable}-{hex}")
 }
 
@@ -223,6 +224,8 @@ pub struct Job {
     pub attempts: u32,
     /// The version the package updates to, recorded when applying.
     pub to_version: String,
+    /// The version the device ran when the update was handed to the agent.
+    pub from_version: String,
 }
 
 /// What the client keeps about one slot (a FWUpdate or FUMO node, or the target of
@@ -233,10 +236,13 @@ pub struct SlotRecord {
     pub node: String,
     /// The URL the stored package came from (empty: none recorded).
     pub url: String,
-    /// The SHA-256 (hex) of the package file as downloaded.
+    /// The SHA-256 (hex) of the package file as downloaded or absorbed from
+    /// `PkgData` (empty: no package recorded).
     pub sha: String,
     /// The file SaveFirmwareUpdate stored the package to, if any.
     pub saved: String,
+    /// The SHA-256 (hex) of that copy.
+    pub saved_sha: String,
     pub job: Option<Job>,
 }
 
@@ -268,6 +274,7 @@ fn decode_slot(f: &Fields) -> SlotRecord {
             url: s("job_url"),
             attempts: f.get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
             to_version: s("to_version"),
+            from_version: s("from_version"),
         }),
         _ => None,
     };
@@ -276,6 +283,7 @@ fn decode_slot(f: &Fields) -> SlotRecord {
         url: s("url"),
         sha: s("sha"),
         saved: s("saved"),
+        saved_sha: s("saved_sha"),
         job,
     }
 }
@@ -283,12 +291,17 @@ fn decode_slot(f: &Fields) -> SlotRecord {
 /// Writes (or, when it holds nothing, removes) a slot record.
 pub fn put_slot(tree: &mut Tree, rec: &SlotRecord) -> Result<(), Error> {
     let path = slot_path(&rec.node);
-    if rec.url.is_empty() && rec.saved.is_empty() && rec.job.is_none() {
+    if rec.url.is_empty() && rec.sha.is_empty() && rec.saved.is_empty() && rec.job.is_none() {
         return remove(tree, &path);
     }
     let mut f = Fields::default();
     f.push("node", &rec.node);
-    for (k, v) in [("url", &rec.url), ("sha", &rec.sha), ("saved", &rec.saved)] {
+    for (k, v) in [
+        ("url", &rec.url),
+        ("sha", &rec.sha),
+        ("saved", &rec.saved),
+        ("saved_sha", &rec.saved_sha),
+    ] {
         if !v.is_empty() {
             f.push(k, v);
         }
@@ -304,8 +317,13 @@ pub fn put_slot(tree: &mut Tree, rec: &SlotRecord) -> Result<(), Error> {
             f.push("job_url", &j.url);
         }
         f.push("attempts", &j.attempts.to_string());
-        if !j.to_version.is_empty() {
-            f.push("to_version", &j.to_version);
+        for (k, v) in [
+            ("to_version", &j.to_version),
+            ("from_version", &j.from_version),
+        ] {
+            if !v.is_empty() {
+                f.push(k, v);
+            }
         }
     }
     write(tree, &path, &f)
@@ -411,6 +429,11 @@ mod tests {
         assert_ne!(a, key_of("./FUMO_fw1"));
         assert_ne!(a, b);
         assert!(dm_tree::uri::valid_name(&key_of("./A/../?x")));
+        // The whole digest: 64 hex digits after the readable part, and no `.`.
+        let (_, hex) = a.rsplit_once('-').unwrap();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!key_of("./FUMO/a.b").contains('.'));
     }
 
     #[test]
@@ -421,6 +444,7 @@ mod tests {
             url: "http://h/p".into(),
             sha: "ab".into(),
             saved: String::new(),
+            saved_sha: String::new(),
             job: Some(Job {
                 kind: JobKind::FumoDownloadAndUpdate,
                 phase: Phase::Applying,
@@ -429,6 +453,7 @@ mod tests {
                 url: "http://h/p".into(),
                 attempts: 2,
                 to_version: "2.0".into(),
+                from_version: "1.0".into(),
             }),
         };
         put_slot(&mut t, &rec).unwrap();
@@ -444,6 +469,14 @@ mod tests {
         .unwrap();
         assert!(slots(&t).is_empty());
         assert_eq!(slot(&t, "./FUMO/x").job, None);
+        // A package recorded without URL (pushed into PkgData) is kept.
+        let pushed = SlotRecord {
+            node: rec.node.clone(),
+            sha: "cd".into(),
+            ..SlotRecord::default()
+        };
+        put_slot(&mut t, &pushed).unwrap();
+        assert_eq!(slot(&t, "./FUMO/x"), pushed);
     }
 
     #[test]

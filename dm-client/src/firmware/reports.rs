@@ -2,7 +2,9 @@
 //! ApplyFirmwareUpdate/Update (ConfirmFirmwareUpdate) and SIM changes
 //! (SIMCardChange). Each is kept in the tree until the server answers it with a
 //! 2xx Status, so it is sent again in every session until then, and survives
-//! restarts.
+//! restarts. A permanent refusal (a 4xx other than 401 and 407, authentication, and
+//! 408, time-out) drops it too, with a warning: sending it again would only be
+//! refused again, forever.
 //!
 //! The Alert 1226 of a FUMO operation: Source the FUMO node, Meta Type
 //! `org.openmobilealliance.dm.firmwareupdate.<op>`, Format `int`, Mark `critical` on
@@ -108,8 +110,16 @@ pub fn reports(dm: &DmTree, server: &str) -> Vec<Report> {
         .collect()
 }
 
+/// Whether `status` refuses a report for good: a 4xx other than 401 and 407
+/// (authentication) and 408 (time-out), which a later session may pass.
+fn refused_for_good(status: StatusCode) -> bool {
+    (400..500).contains(&status.code()) && !matches!(status.code(), 401 | 407 | 408)
+}
+
 pub fn report_answered(dm: &mut DmTree, id: &str, status: StatusCode) {
-    if !status.is_success() {
+    if refused_for_good(status) {
+        tracing::warn!("report {id} refused with {status}: dropped, never sent again");
+    } else if !status.is_success() {
         tracing::info!("report {id} answered {status}: kept for the next session");
         return;
     }

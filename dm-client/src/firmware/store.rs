@@ -4,7 +4,12 @@
 //!
 //! Every file is written whole or not at all: to a temporary name, synced, renamed,
 //! and the directory synced, so that a power cut leaves the old file or the new one.
+//!
+//! Every file of a slot is named `<slot key>.<...>` (the key holds no `.`), so the
+//! slots holding files can be counted ([`MAX_PACKAGE_SLOTS`]) and files no record
+//! names swept ([`sweep`]).
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,17 +17,96 @@ use std::path::{Path, PathBuf};
 use dm_tree::Tree;
 use sha2::{Digest, Sha256};
 
-use super::records::key_of;
-use super::Error;
+use super::nodes::set_state;
+use super::records::{self, key_of};
+use super::{state, Error, MAX_PACKAGE_SLOTS};
+use crate::download::part::PartFiles;
 
 /// The file holding the package of the slot at `node`.
 pub fn package_file(dir: &Path, node: &str) -> PathBuf {
     dir.join(format!("{}.pkg", key_of(node)))
 }
 
-/// The file SaveFirmwareUpdate stores a package to for an address (`0x00089F`).
-pub fn address_file(dir: &Path, address: u64) -> PathBuf {
-    dir.join(format!("addr-{address:016x}.pkg"))
+/// The file SaveFirmwareUpdate stores the package of the slot at `node` to for an
+/// address (`0x00089F`): one per slot and address, so that two slots saving to the
+/// same address never share a file.
+pub fn address_file(dir: &Path, node: &str, address: u64) -> PathBuf {
+    dir.join(format!("{}.addr-{address:016x}.pkg", key_of(node)))
+}
+
+/// The partial-download files (`.part`, `.part.meta`) the downloader keeps for
+/// `file`.
+pub fn part_files(file: &Path) -> [PathBuf; 2] {
+    let p = PartFiles::new(file);
+    [p.part_path().to_owned(), p.meta_path().to_owned()]
+}
+
+/// Whether a file name is one of ours: a package, a copy, a partial download or a
+/// temporary of one.
+fn is_package_name(name: &str) -> bool {
+    name.contains(".pkg")
+}
+
+/// The slot keys that have files in `dir`.
+fn slots_with_files(dir: &Path) -> Result<BTreeSet<String>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    let mut keys = BTreeSet::new();
+    for entry in entries {
+        let name = entry.map_err(|e| io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if is_package_name(&name) {
+            if let Some((key, _)) = name.split_once('.') {
+                keys.insert(key.to_owned());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Whether the slot at `node` may store a package: it holds files already, or fewer
+/// than [`MAX_PACKAGE_SLOTS`] slots do. [`Error::NoRoom`] otherwise.
+pub fn check_room(dir: &Path, node: &str) -> Result<(), Error> {
+    let keys = slots_with_files(dir)?;
+    if keys.contains(&key_of(node)) || keys.len() < MAX_PACKAGE_SLOTS {
+        Ok(())
+    } else {
+        Err(Error::NoRoom)
+    }
+}
+
+/// Removes what a slot no longer needs once the commit that forgets it is durable.
+/// A failure is only logged: the [`sweep`] at the next start removes the file.
+pub fn remove_all(files: &[PathBuf]) {
+    for f in files {
+        if let Err(e) = remove(f) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Removes every package file in `dir` that is not in `keep` (files left by a crash
+/// between a commit and the removal it allowed, or by an interrupted download).
+pub fn sweep(dir: &Path, keep: &BTreeSet<PathBuf>) -> Result<(), Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| io(dir, e))?.path();
+        let ours = path
+            .file_name()
+            .is_some_and(|n| is_package_name(&n.to_string_lossy()));
+        if ours && path.is_file() && !keep.contains(&path) {
+            tracing::info!("removing the orphan {}", path.display());
+            remove(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -101,19 +185,30 @@ pub fn pkg_data_node(node: &str) -> String {
 }
 
 /// Moves package bytes a server put into the slot's `PkgData` leaf (Add or Replace,
-/// possibly as a large object) into the slot's file, and empties the leaf. The value
-/// handler has usually written the file already; Add does not call it.
+/// possibly as a large object) into the slot's file, records their SHA-256 as the
+/// slot's package (State 40, download complete), and empties the leaf.
+///
+/// While a job is recorded on the slot the bytes stay in the leaf: the job's
+/// package must not change under it. They are taken at the first step after it.
 pub fn absorb_pkg_data(tree: &mut Tree, dir: &Path, node: &str) -> Result<(), Error> {
     let leaf = pkg_data_node(node);
     let value = match tree.get(&leaf).and_then(|n| n.value()) {
         Some(v) if !v.is_empty() => v.to_vec(),
         _ => return Ok(()),
     };
-    let file = package_file(dir, node);
-    let same = fs::read(&file).is_ok_and(|b| b == value);
-    if !same {
-        write_atomic(&file, &value)?;
+    let mut rec = records::slot(tree, node);
+    if rec.job.is_some() {
+        return Ok(());
     }
+    check_room(dir, node)?;
+    write_atomic(&package_file(dir, node), &value)?;
+    rec.url.clear();
+    rec.sha = Sha256::digest(&value)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    records::put_slot(tree, &rec)?;
+    set_state(tree, node, state::DOWNLOAD_COMPLETE)?;
     tree.set_value(&leaf, Vec::new())?;
     Ok(())
 }
@@ -141,6 +236,46 @@ mod tests {
     }
 
     #[test]
+    fn room_counts_slots_and_sweep_keeps_only_what_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let slot = |i: usize| format!("./FWUpdate/s{i}");
+        for i in 0..MAX_PACKAGE_SLOTS {
+            check_room(d.path(), &slot(i)).unwrap();
+            // A partial download counts as much as a package.
+            let f = package_file(d.path(), &slot(i));
+            let file = if i % 2 == 0 {
+                f
+            } else {
+                part_files(&f)[0].clone()
+            };
+            write_atomic(&file, b"x").unwrap();
+        }
+        // A slot holding files may store more; a new one may not.
+        check_room(d.path(), &slot(0)).unwrap();
+        let full = check_room(d.path(), "./FWUpdate/new");
+        assert!(matches!(full, Err(Error::NoRoom)), "{full:?}");
+        let copy = address_file(d.path(), &slot(0), 0x10);
+        assert_ne!(copy, address_file(d.path(), &slot(2), 0x10));
+        copy_atomic(&package_file(d.path(), &slot(0)), &copy).unwrap();
+        fs::write(d.path().join("unrelated.txt"), b"keep").unwrap();
+        let keep: BTreeSet<PathBuf> = [package_file(d.path(), &slot(0)), copy.clone()].into();
+        sweep(d.path(), &keep).unwrap();
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = keep
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .chain(["unrelated.txt".to_owned()])
+            .collect();
+        want.sort();
+        assert_eq!(left, want);
+        check_room(d.path(), "./FWUpdate/new").unwrap();
+    }
+
+    #[test]
     fn pushed_bytes_move_from_the_tree_to_the_file() {
         let d = tempfile::tempdir().unwrap();
         let mut t = Tree::new();
@@ -154,6 +289,11 @@ mod tests {
             fs::read(package_file(d.path(), "./FWUpdate/x")).unwrap(),
             b"PKG"
         );
+        let rec = records::slot(&t, "./FWUpdate/x");
+        assert_eq!(
+            rec.sha,
+            sha256_file(&package_file(d.path(), "./FWUpdate/x")).unwrap()
+        );
         assert_eq!(
             t.get("./FWUpdate/x/PkgData").unwrap().value(),
             Some(&b""[..])
@@ -162,5 +302,29 @@ mod tests {
         absorb_pkg_data(&mut t, d.path(), "./FWUpdate/x").unwrap();
         assert!(package_file(d.path(), "./FWUpdate/x").exists());
         assert_eq!(pkg_data_node("./FUMO/f"), "./FUMO/f/Update/PkgData");
+        // While a job is recorded, pushed bytes wait in the leaf.
+        let mut rec = records::slot(&t, "./FWUpdate/x");
+        rec.job = Some(records::Job {
+            kind: records::JobKind::Apply,
+            phase: records::Phase::Update,
+            server: "srv".into(),
+            correlator: None,
+            url: String::new(),
+            attempts: 0,
+            to_version: String::new(),
+            from_version: String::new(),
+        });
+        records::put_slot(&mut t, &rec).unwrap();
+        t.set_value("./FWUpdate/x/PkgData", b"NEW".to_vec())
+            .unwrap();
+        absorb_pkg_data(&mut t, d.path(), "./FWUpdate/x").unwrap();
+        assert_eq!(
+            fs::read(package_file(d.path(), "./FWUpdate/x")).unwrap(),
+            b"PKG"
+        );
+        assert_eq!(
+            t.get("./FWUpdate/x/PkgData").unwrap().value(),
+            Some(&b"NEW"[..])
+        );
     }
 }

@@ -108,11 +108,26 @@ pub fn check_file(path: &Path, max: u64, expect: Option<&Expect<'_>>) -> Result<
             "package of {len} bytes exceeds the limit of {max}"
         )));
     }
-    let prefix_len = len.min(MAX_HEADER_LEN as u64) as usize;
-    let mut prefix = vec![0u8; prefix_len];
-    f.read_exact(&mut prefix)
-        .map_err(|e| Verdict::client(format!("cannot read the package: {e}")))?;
-    let (header, header_len) = parse_header(&prefix).map_err(|e| Verdict::from_package(&e))?;
+    // The header is read as far as it says it goes (its fixed part names the length
+    // of the rest), not a fixed 64 KiB: memory stays near the header's own size.
+    let limit = len.min(MAX_HEADER_LEN as u64) as usize;
+    let mut prefix = Vec::new();
+    let mut want = limit.min(1024);
+    let (header, header_len) = loop {
+        let start = prefix.len();
+        prefix.resize(want, 0);
+        f.read_exact(&mut prefix[start..])
+            .map_err(|e| Verdict::client(format!("cannot read the package: {e}")))?;
+        match parse_header(&prefix) {
+            Ok(h) => break h,
+            Err(PackageError::Truncated { needed, .. })
+                if needed as usize > prefix.len() && needed as usize <= limit =>
+            {
+                want = needed as usize;
+            }
+            Err(e) => return Err(Verdict::from_package(&e)),
+        }
+    };
     if let Some(x) = expect {
         match x.keys {
             Some(keys) => header
@@ -125,7 +140,7 @@ pub fn check_file(path: &Path, max: u64, expect: Option<&Expect<'_>>) -> Result<
     }
     let mut check = PayloadCheck::new(&header);
     check.update(&prefix[header_len..]);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 8 * 1024];
     loop {
         let n = f
             .read(&mut buf)

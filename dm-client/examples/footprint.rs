@@ -38,9 +38,7 @@
 //!
 //! Output: one `footprint key=value ...` line per figure, for scripts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use dm_client::account::{provision, AccountSpec};
@@ -49,86 +47,22 @@ use dm_client::firmware::{state, AutoAccept, Firmware, FirmwareConfig, Work};
 use dm_client::session::{Agent, ClientSession, Config, Reply, Report, Step, Trigger};
 use dm_client::update::{SlotAgent, UpdateAgent};
 use dm_tree::DmTree;
+use fixtures::heap::{self, live, peak, reset_peak};
 use syncml_core::package::{build_full, SigningKey, Spec};
 use syncml_core::{decode, encode, Command, Encoding, Item, MessageBuilder, StatusCode, SyncMl};
 
 // ----- the counting allocator -------------------------------------------------------
 
 /// Live heap bytes (as requested) and the highest value since the last reset.
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-/// The system allocator, counting what it hands out.
-struct Counting;
-
-fn grew(n: usize) {
-    let now = CURRENT.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-fn shrank(n: usize) {
-    CURRENT.fetch_sub(n, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counters
-// only observe sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            if new_size > layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                shrank(layout.size() - new_size);
-            }
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live() -> usize {
-    CURRENT.load(Ordering::Relaxed)
-}
-
-/// Starts a new peak at the current live heap.
-fn reset_peak() {
-    PEAK.store(live(), Ordering::Relaxed);
-}
-
-fn peak() -> usize {
-    PEAK.load(Ordering::Relaxed)
-}
+static ALLOC: heap::Counting = heap::Counting;
 
 /// Runs `f` without letting its temporaries raise the peak: afterwards the peak
 /// is what it was, or the live heap if `f` left more behind (its result).
 fn uncounted<T>(f: impl FnOnce() -> T) -> T {
     let before = peak();
     let out = f();
-    PEAK.store(before.max(live()), Ordering::Relaxed);
+    heap::set_peak(before.max(live()));
     out
 }
 

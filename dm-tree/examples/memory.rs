@@ -11,60 +11,13 @@
 //! the figure. Inputs (the list of paths and values) are built before the first
 //! measurement and are not counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use dm_tree::{Acl, Format, Op, Record, Tree};
-
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = CURRENT.fetch_add(n, Relaxed) + n;
-    PEAK.fetch_max(now, Relaxed);
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; only counters are updated.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        CURRENT.fetch_sub(layout.size(), Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Relaxed);
-            }
-        }
-        p
-    }
-}
+use fixtures::heap;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: fixtures::heap::Counting = fixtures::heap::Counting;
 
 #[allow(dead_code)]
 #[path = "../benches/common/shape.rs"]
@@ -82,11 +35,11 @@ fn fill(tree: &mut Tree, leaves: &[(String, Vec<u8>)]) {
 /// Runs `build`, returns what it built, the bytes it left allocated, and the peak
 /// over the starting level while it ran.
 fn measure<T>(build: impl FnOnce() -> T) -> (T, usize, usize) {
-    let before = CURRENT.load(Relaxed);
-    PEAK.store(before, Relaxed);
+    let before = heap::live();
+    heap::reset_peak();
     let out = build();
-    let after = CURRENT.load(Relaxed);
-    let peak = PEAK.load(Relaxed);
+    let after = heap::live();
+    let peak = heap::peak();
     (out, after.saturating_sub(before), peak - before)
 }
 

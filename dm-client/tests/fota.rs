@@ -104,22 +104,31 @@ fn version(state: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn fumo_download_and_update_end_to_end() {
-    let key = SigningKey::generate().unwrap();
+/// A device trusting `trusted`, a package 1.0 -> 2.0 signed by `signer` on a file
+/// server, and a DM server with a FUMO DownloadAndUpdate job for it queued.
+fn fumo_device(
+    trusted: &SigningKey,
+    signer: &SigningKey,
+    correlator: &str,
+) -> (Server, DmServer, tempfile::TempDir) {
     let files = Server::http();
-    files.route(
-        "/fw.pkg",
-        Route::new(build_full(&spec("2.0"), &image_v2(), Some(&key))),
-    );
+    let pkg = build_full(&spec("2.0"), &image_v2(), Some(signer));
+    files.route("/fw.pkg", Route::new(pkg));
     let server = DmServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), &server, &key, &[]);
+    init(dir.path(), &server, trusted, &[]);
     server.queue(fumo_job(
         &files.url("/fw.pkg"),
         "DownloadAndUpdate",
-        "job-1",
+        correlator,
     ));
+    (files, server, dir)
+}
+
+#[test]
+fn fumo_download_and_update_end_to_end() {
+    let key = SigningKey::generate().unwrap();
+    let (_files, server, dir) = fumo_device(&key, &key, "job-1");
 
     let o = dm_client(dir.path(), &["run", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -146,19 +155,7 @@ fn fumo_download_and_update_end_to_end() {
 fn a_package_signed_by_another_key_is_refused_and_reported() {
     let key = SigningKey::generate().unwrap();
     let stranger = SigningKey::generate().unwrap();
-    let files = Server::http();
-    files.route(
-        "/fw.pkg",
-        Route::new(build_full(&spec("2.0"), &image_v2(), Some(&stranger))),
-    );
-    let server = DmServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), &server, &key, &[]);
-    server.queue(fumo_job(
-        &files.url("/fw.pkg"),
-        "DownloadAndUpdate",
-        "job-2",
-    ));
+    let (_files, server, dir) = fumo_device(&key, &stranger, "job-2");
     let o = dm_client(dir.path(), &["run"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(version(dir.path()), "1.0");

@@ -25,6 +25,22 @@ fn dir(test: &str) -> PathBuf {
     d
 }
 
+/// `syncml package build` of a full package for model X1, version 2.0.
+fn build_full(new: &Path, pkg: &Path) -> Output {
+    syncml(&[
+        "package",
+        "build",
+        "--model",
+        "X1",
+        "--to-version",
+        "2.0",
+        "--full",
+        s(new),
+        "-o",
+        s(pkg),
+    ])
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -85,18 +101,7 @@ fn full_package_builds_inspects_and_applies() {
     let d = dir("full");
     let (_, new, new_bytes) = images(&d);
     let pkg = d.join("full.pkg");
-    let out = syncml(&[
-        "package",
-        "build",
-        "--model",
-        "X1",
-        "--to-version",
-        "2.0",
-        "--full",
-        s(&new),
-        "-o",
-        s(&pkg),
-    ]);
+    let out = build_full(&new, &pkg);
     assert!(out.status.success(), "{:?}", text(&out));
     let out = syncml(&["package", "inspect", s(&pkg)]);
     let (stdout, stderr) = text(&out);
@@ -228,18 +233,7 @@ fn inspect_fails_on_a_corrupted_or_foreign_file() {
     let d = dir("corrupt");
     let (_, new, _) = images(&d);
     let pkg = d.join("p.pkg");
-    let out = syncml(&[
-        "package",
-        "build",
-        "--model",
-        "X1",
-        "--to-version",
-        "2.0",
-        "--full",
-        s(&new),
-        "-o",
-        s(&pkg),
-    ]);
+    let out = build_full(&new, &pkg);
     assert!(out.status.success(), "{:?}", text(&out));
     let mut bytes = std::fs::read(&pkg).unwrap();
     let last = bytes.len() - 1;

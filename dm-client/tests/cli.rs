@@ -219,3 +219,61 @@ fn demo_updates_a_device_end_to_end() {
     assert!(out.contains("result 200"), "{out}");
     assert!(out.contains("firmware now 2.0"), "{out}");
 }
+
+#[test]
+fn daemon_holds_a_long_poll_and_answers_what_arrives_on_it() {
+    let server = DmServer::start().unwrap();
+    server.state().credentials = Some(("dm-server".into(), "srv-secret".into()));
+    let poll_url = server.url().replace("/dm", "/poll");
+    let dir = tempfile::tempdir().unwrap();
+    init(
+        dir.path(),
+        &server,
+        &[
+            "--long-poll",
+            &poll_url,
+            "--poll-interval",
+            "0",
+            "--server-password",
+            "srv-secret",
+        ],
+    );
+    let daemon = Proc::new(BIN)
+        .arg("--state")
+        .arg(dir.path())
+        .args(["daemon", "--max-sessions", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while session_alerts(&server).is_empty() {
+        assert!(t0.elapsed().as_secs() < 20, "no session at start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let n = Notification::new("dm-server", 0xBEEF);
+    let forged = n
+        .build(
+            &UserKey::new("dm-server", "wrong"),
+            &Nonce::from_bytes(Vec::new()),
+        )
+        .unwrap();
+    let good = n
+        .build(
+            &UserKey::new("dm-server", "srv-secret"),
+            &Nonce::from_bytes(Vec::new()),
+        )
+        .unwrap();
+    server.state().notifications.push_back(forged);
+    server.state().notifications.push_back(good);
+    let out = daemon.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let alerts = session_alerts(&server);
+    assert_eq!(
+        alerts.len(),
+        2,
+        "the forged one started nothing: {alerts:?}"
+    );
+    assert_eq!(alerts[1], ("BEEF".to_owned(), AlertCode::ServerInitiated));
+    assert!(server.state().notifications.is_empty(), "both were fetched");
+}

@@ -1,6 +1,7 @@
 //! A scripted DM server for demonstrations and end-to-end tests of the client:
 //! real HTTP on loopback, real SyncML (XML or WBXML, answered in the device's
-//! encoding), and static files (firmware packages) beside it. Not a DM server to
+//! encoding), static files (firmware packages) beside it, and a long-poll endpoint
+//! (`GET /poll`) that hands out queued package #0 messages. Not a DM server to
 //! deploy: that is `dm-server`.
 //!
 //! It accepts any credentials (212), answers every command with 200, and puts the
@@ -33,6 +34,8 @@ pub struct State {
     /// The server's own Basic credentials, sent in every reply when set (for a
     /// device that requires the server to authenticate itself).
     pub credentials: Option<(String, String)>,
+    /// Package #0 messages handed out, one per long-poll (`GET /poll`).
+    pub notifications: VecDeque<Vec<u8>>,
     /// Files served at their path (GET), such as packages.
     pub files: HashMap<String, Vec<u8>>,
     /// The server's next MsgID per session.
@@ -100,6 +103,27 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let Some((path, body)) = read_request(&mut conn) else {
         return;
     };
+    if path.starts_with("/poll") {
+        // Long-poll: a queued notification, or 204 after a short hold.
+        let deadline = std::time::Instant::now() + POLL_HOLD;
+        let note = loop {
+            let next = state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .notifications
+                .pop_front();
+            if next.is_some() || std::time::Instant::now() >= deadline {
+                break next;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (status, bytes) = match note {
+            Some(b) => ("200 OK", b),
+            None => ("204 No Content", Vec::new()),
+        };
+        respond(&mut conn, status, syncml_core::notify::MEDIA_TYPE, &bytes);
+        return;
+    }
     if !path.starts_with("/dm") {
         let file = state
             .lock()
@@ -111,33 +135,34 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
             Some(b) => ("200 OK", b),
             None => ("404 Not Found", Vec::new()),
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            bytes.len()
-        );
-        let _ = conn.write_all(head.as_bytes());
-        let _ = conn.write_all(&bytes);
+        respond(&mut conn, status, "application/octet-stream", &bytes);
         return;
     }
     let enc = Encoding::detect(&body).unwrap_or(Encoding::Xml);
     let Ok(msg) = decode(&body) else {
-        let _ = conn.write_all(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        );
+        respond(&mut conn, "400 Bad Request", "text/plain", b"");
         return;
     };
     let reply = {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         answer(&mut st, msg)
     };
-    let Ok(out) = encode(&reply, enc) else { return };
+    let Ok(out) = encode(&reply, enc) else {
+        return;
+    };
+    respond(&mut conn, "200 OK", enc.media_type(), &out);
+}
+
+/// How long a long-poll is held when no notification is queued.
+const POLL_HOLD: Duration = Duration::from_secs(2);
+
+fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        enc.media_type(),
-        out.len()
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     );
     let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&out);
+    let _ = conn.write_all(body);
 }
 
 fn answer(st: &mut State, msg: SyncMl) -> SyncMl {

@@ -249,6 +249,7 @@ fn run(image_len: usize) -> Result<Figures, String> {
         FirmwareConfig {
             packages_dir: tmp.path().join("packages"),
             max_package: 64 << 20,
+            download_timeout: dm_client::firmware::DOWNLOAD_TIMEOUT,
         },
         Box::new(AutoAccept),
     );

@@ -277,3 +277,40 @@ fn daemon_holds_a_long_poll_and_answers_what_arrives_on_it() {
     assert_eq!(alerts[1], ("BEEF".to_owned(), AlertCode::ServerInitiated));
     assert!(server.state().notifications.is_empty(), "both were fetched");
 }
+
+#[test]
+fn init_checks_its_inputs_and_a_refused_init_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("dev");
+    let base = [
+        "init",
+        "--server",
+        "http://127.0.0.1:9/dm",
+        "--device-id",
+        "E",
+    ];
+    let cases: [&[&str]; 4] = [
+        &["--server-id", "a&b"],
+        &["--ca", "/nonexistent/ca.pem"],
+        &["--fw-key", "not-a-key"],
+        &["--server-id", ""],
+    ];
+    for extra in cases {
+        let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        let o = dm_client(&state, &args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(!state.exists(), "{extra:?} left {}", state.display());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(leftovers.is_empty(), "{extra:?} left {leftovers:?}");
+    }
+    let o = dm_client(
+        &state,
+        &["init", "--server", "ftp://x/", "--device-id", "E"],
+    );
+    assert!(text(&o).contains("http:// or https://"), "{}", text(&o));
+    // A good init after the refused ones works, and a missing device says what to do.
+    let o = dm_client(&state, &base);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = dm_client(&dir.path().join("other"), &["status"]);
+    assert!(text(&o).contains("dm-client init"), "{}", text(&o));
+}

@@ -33,6 +33,7 @@ fn config(packages: &Path) -> FirmwareConfig {
     FirmwareConfig {
         packages_dir: packages.to_owned(),
         max_package: 1 << 20,
+        download_timeout: dm_client::firmware::DOWNLOAD_TIMEOUT,
     }
 }
 
@@ -1834,5 +1835,21 @@ fn a_report_refused_for_good_is_dropped() {
         d.fw.report_answered(&mut d.dm, &r[0].id, code);
         d.restart();
         assert_eq!(d.reports("srv").len(), usize::from(kept), "{code}");
+    }
+}
+
+#[test]
+fn downloads_use_the_configured_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir.path().join("packages"));
+    cfg.download_timeout = std::time::Duration::from_secs(7);
+    let mut dm = DmTree::in_memory(&[("Mod".to_string(), "X1".to_string())]).unwrap();
+    let mut fw = Firmware::new(cfg, Box::new(AutoAccept));
+    fw.install(&mut dm);
+    Firmware::create_fwupdate(&mut dm, "x").unwrap();
+    let cmd = get_fw("./FWUpdate/x/PkgData", "http://pkg.test/p", false);
+    match fw.begin_download(&mut dm, "srv", &cmd) {
+        Begin::Fetch(req) => assert_eq!(req.timeout, std::time::Duration::from_secs(7)),
+        other => panic!("{other:?}"),
     }
 }

@@ -125,7 +125,8 @@ enum Cmd {
     /// Run one client-initiated session (and the downloads and updates it asks
     /// for, and the report that follows). Exit 0 when every session ended normally.
     Run {
-        /// Accept downloads without asking (DL_Prompt).
+        /// Accept downloads without asking (DL_Prompt). Without a terminal to ask
+        /// on (cron, systemd), downloads are accepted as if this were given.
         #[arg(long)]
         yes: bool,
     },
@@ -187,6 +188,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -241,7 +243,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             config.long_poll_url = long_poll;
             config.poll_interval_secs = poll_interval;
             config.sim_iccid = iccid;
-            let image = firmware_image.map(std::fs::read).transpose()?;
+            let image = match &firmware_image {
+                Some(p) => Some(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?),
+                None => None,
+            };
             let spec = InitSpec {
                 server_url: server,
                 server_id: device.server_id.clone(),
@@ -275,9 +280,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             if std::io::stderr().is_terminal() {
                 dev.on_progress(Box::new(draw_progress));
             }
+            let drawing = std::io::stderr().is_terminal();
             let summary = dev.run(Trigger::Client {
                 session_id: dm_client::device::new_session_id(),
             })?;
+            if drawing && summary.work_done > 0 {
+                eprintln!();
+            }
             for (i, o) in summary.sessions.iter().enumerate() {
                 match &o.result {
                     Ok(()) => println!(
@@ -345,6 +354,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             id_prefix,
             device,
         } => {
+            if devices == 0 || concurrency == 0 || sessions == 0 {
+                return Err("--devices, --concurrency and --sessions must be at least 1".into());
+            }
             let dir = std::env::temp_dir().join(format!("dm-client-sim-{}", std::process::id()));
             let opts = simulate::Options {
                 server_url: server,
@@ -394,6 +406,7 @@ fn draw_progress(url: &str, p: Progress) {
         _ => format!("\r{name} {done} bytes"),
     };
     eprint!("{line}");
+    // The line ends once the total is reached (without a total, `run` ends it).
     if total.is_some_and(|t| done >= t) {
         eprintln!();
     }

@@ -67,7 +67,14 @@ impl DeviceConfig {
     /// Reads `dir/client.toml`.
     pub fn load(dir: &Path) -> Result<DeviceConfig, DeviceError> {
         let path = dir.join(FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| DeviceError::io(&path, e))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (no device here: create one with `dm-client init`)"
+            } else {
+                ""
+            };
+            DeviceError::io(&path, format!("{e}{hint}"))
+        })?;
         toml::from_str(&text).map_err(|e| DeviceError::Config(format!("{}: {e}", path.display())))
     }
 

@@ -24,6 +24,11 @@ pub struct Limits {
     pub stop: Arc<AtomicBool>,
 }
 
+/// The first and the longest wait before retrying a failed session that carried
+/// reports.
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(3600);
+
 /// How long a listener sleeps after an error before trying again.
 const BACKOFF: Duration = Duration::from_secs(5);
 
@@ -88,6 +93,9 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
     let mut replays = ReplayFilter::new(Duration::from_secs(600), 256);
     let interval = Duration::from_secs(device.config.poll_interval_secs);
     let mut sessions = 0;
+    let mut retry = RETRY_FIRST;
+    // A retry is due even when polling is off (interval 0).
+    let mut forced_retry = false;
     // A first session at start delivers what the boot left to report.
     let mut next_poll = Instant::now();
     loop {
@@ -96,9 +104,10 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
             return Ok(sessions);
         }
         let now = Instant::now();
-        let polling = !interval.is_zero() || sessions == 0;
+        let polling = !interval.is_zero() || sessions == 0 || forced_retry;
         let trigger = if polling && now >= next_poll {
             // An interval too large to add means "only on notifications".
+            forced_retry = false;
             next_poll = now
                 .checked_add(interval)
                 .unwrap_or(now + Duration::from_secs(365 * 86_400));
@@ -118,14 +127,38 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
         };
         let Some(trigger) = trigger else { continue };
         sessions += 1;
-        match device.run(trigger) {
-            Ok(s) => tracing::info!(
-                ok = s.ok(),
-                sessions = s.sessions.len(),
-                work = s.work_done,
-                "session run"
-            ),
-            Err(e) => tracing::warn!(error = %e, "session run failed"),
+        let failed = match device.run(trigger) {
+            Ok(s) if s.ok() => {
+                tracing::info!(
+                    sessions = s.sessions.len(),
+                    work = s.work_done,
+                    "session run"
+                );
+                retry = RETRY_FIRST;
+                false
+            }
+            Ok(s) => {
+                let why = s.sessions.iter().find_map(|o| o.result.clone().err());
+                tracing::warn!(error = ?why, "session failed");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session run failed");
+                true
+            }
+        };
+        // What the device owes the server (an update's outcome, a SIM change) is
+        // not left waiting a whole poll interval: a failed session is retried
+        // sooner, backing off.
+        if failed && !device.owed().is_empty() {
+            let soon = Instant::now() + retry;
+            next_poll = if interval.is_zero() {
+                soon
+            } else {
+                next_poll.min(soon)
+            };
+            retry = (retry * 2).min(RETRY_MAX);
+            forced_retry = true;
         }
     }
 }

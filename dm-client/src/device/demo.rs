@@ -166,7 +166,8 @@ fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) 
 }
 
 fn answer(st: &mut State, msg: SyncMl) -> SyncMl {
-    let sid = msg.hdr.session_id.clone();
+    // Sessions are told apart by device and SessionID (ids are only 16 bits).
+    let sid = format!("{} {}", msg.hdr.source.loc_uri, msg.hdr.session_id);
     let first = !st.next_msg.contains_key(&sid);
     let id = st.next_msg.entry(sid).or_insert(1);
     let mut b = MessageBuilder::reply_to(&msg.hdr, *id);

@@ -83,6 +83,29 @@ pub struct InitSpec {
     pub config: DeviceConfig,
 }
 
+/// Refuses what would make a broken device: an account the tree cannot hold, a
+/// server URL that is not HTTP(S), a signing key that is not one.
+fn check_spec(spec: &InitSpec) -> Result<(), DeviceError> {
+    let id = &spec.server_id;
+    if id.is_empty() || dm_tree::Acl::parse(&format!("Get={id}")).is_err() {
+        return Err(DeviceError::Config(format!(
+            "server id {id:?}: use letters, digits and . - _ : (it names the server in ACLs)"
+        )));
+    }
+    let url = spec.server_url.to_ascii_lowercase();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(DeviceError::Config(format!(
+            "server URL {:?}: http:// or https:// expected",
+            spec.server_url
+        )));
+    }
+    for k in &spec.firmware_keys {
+        syncml_core::package::PublicKey::from_b64(k)
+            .map_err(|e| DeviceError::Config(format!("firmware key {k:?}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// The FUMO and FWUpdate slots every device gets.
 const SLOT: &str = "1";
 
@@ -186,17 +209,48 @@ impl Device {
                 dir.display()
             )));
         }
-        std::fs::create_dir_all(dir).map_err(|e| DeviceError::io(dir, e))?;
-        let mut dm = DmTree::init(&dir.join("tree"), &[], &devinfo(spec))?;
-        provision_device(&mut dm, spec)?;
-        SlotAgent::init(
-            dir.join("slots"),
-            &synthetic_image(spec),
-            &spec.firmware_version,
-        )?;
         let mut cfg = spec.config.clone();
         cfg.server_id = spec.server_id.clone();
-        cfg.save(dir)
+        check_spec(spec)?;
+        // CA files are read now (a wrong path fails here, not at the first session)
+        // and kept by absolute path (the device may be run from anywhere).
+        cfg.extra_ca = cfg
+            .extra_ca
+            .iter()
+            .map(|p| std::fs::canonicalize(p).map_err(|e| DeviceError::io(p, e)))
+            .collect::<Result<_, _>>()?;
+        cfg.extra_ca_pem()?;
+        // Built beside, then renamed into place: a failed init leaves nothing that
+        // would block the next one.
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.with_file_name(format!(".{name}.init-{}", std::process::id()));
+        let built = (|| {
+            std::fs::create_dir_all(&tmp).map_err(|e| DeviceError::io(&tmp, e))?;
+            let mut dm = DmTree::init(&tmp.join("tree"), &[], &devinfo(spec))?;
+            provision_device(&mut dm, spec)?;
+            drop(dm);
+            SlotAgent::init(
+                tmp.join("slots"),
+                &synthetic_image(spec),
+                &spec.firmware_version,
+            )?;
+            cfg.save(&tmp)
+        })();
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        // An existing directory must be empty (rename replaces an empty one only).
+        if dir.exists() {
+            std::fs::remove_dir(dir).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&tmp);
+                DeviceError::io(dir, format!("not an empty directory: {e}"))
+            })?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| DeviceError::io(dir, e))
     }
 
     /// Opens a device's state directory and boots it: a firmware switched before a
@@ -235,6 +289,9 @@ impl Device {
             FirmwareConfig {
                 packages_dir: packages.to_owned(),
                 max_package: config.max_package_bytes,
+                download_timeout: std::time::Duration::from_secs(
+                    config.download_timeout_secs.max(1),
+                ),
             },
             ui,
         );
@@ -353,7 +410,9 @@ impl Device {
                         let agent = self.agent.as_ref();
                         let Ok(package) = self.firmware.begin_update(&mut self.dm, &w, agent)
                         else {
-                            continue;
+                            // Refused (and recorded) or not startable now (another
+                            // update, an unrecorded outcome): the next run retries.
+                            return Ok((done, rebooted));
                         };
                         self.pause();
                         if let Err(e) = self.agent.stage(&package) {

@@ -26,7 +26,7 @@ use super::check::{check_file, trusted_keys, Expect};
 use super::nodes::{self, canonical, ensure_slot, is_fwupdate, may_work_on, set_leaf, set_state};
 use super::records::{self, Job, JobKind, Phase, SlotRecord};
 use super::store::{self, absorb_pkg_data, address_file, package_file};
-use super::{state, Begin, DownloadOffer, Firmware, DOWNLOAD_TIMEOUT};
+use super::{state, Begin, DownloadOffer, Firmware};
 use crate::download::{DownloadError, Fetched, Request};
 
 /// Executes an extension command that reached the tree's executor. A refused
@@ -187,7 +187,7 @@ fn try_begin(
         url: a.url,
         dest: package_file(&fw.config.packages_dir, &a.slot),
         max_size: fw.config.max_package,
-        timeout: DOWNLOAD_TIMEOUT,
+        timeout: fw.config.download_timeout,
     }))
 }
 

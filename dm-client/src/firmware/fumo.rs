@@ -39,7 +39,7 @@ use super::nodes::{self, is_fumo, is_fwupdate, set_leaf, set_state, slot_of};
 use super::records::{self, Job, JobKind, Phase, SlotRecord};
 use super::reports::owe_outcome;
 use super::store::{self, absorb_pkg_data, package_file, part_files};
-use super::{state, Error, FirmwareConfig, Work, DOWNLOAD_TIMEOUT, MAX_UPDATE_ATTEMPTS};
+use super::{state, Error, FirmwareConfig, Work, MAX_UPDATE_ATTEMPTS};
 use crate::download::{DownloadError, Fetched, Request};
 use crate::update::{Outcome, UpdateAgent, UpdateError};
 
@@ -198,7 +198,7 @@ pub fn pending_work(config: &FirmwareConfig, dm: &DmTree) -> Vec<Work> {
                         url: job.url.clone(),
                         dest: package_file(&config.packages_dir, &rec.node),
                         max_size: config.max_package,
-                        timeout: DOWNLOAD_TIMEOUT,
+                        timeout: config.download_timeout,
                     },
                     node: rec.node,
                 }),

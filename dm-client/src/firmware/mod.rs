@@ -43,7 +43,7 @@ use crate::update::{UpdateAgent, UpdateError};
 pub use check::KEYS_NODE;
 pub use records::PRIVATE_ROOT;
 
-/// How long a download may wait for a connection or for the next bytes.
+/// The default of [`FirmwareConfig::download_timeout`].
 pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often an update is handed to the agent again when the device restarted
@@ -76,6 +76,9 @@ pub struct FirmwareConfig {
     pub packages_dir: PathBuf,
     /// The largest package accepted, in bytes.
     pub max_package: u64,
+    /// How long a download may wait for a connection or for the next bytes
+    /// ([`DOWNLOAD_TIMEOUT`] unless the device is configured otherwise).
+    pub download_timeout: Duration,
 }
 
 /// The user, for DL_Prompt and the UI alerts.

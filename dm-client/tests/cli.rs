@@ -106,6 +106,25 @@ fn run_fails_with_exit_1_when_the_server_is_unreachable_and_2_without_a_device()
     assert!(text(&o).contains("failed"), "{}", text(&o));
 }
 
+/// Starts `daemon --max-sessions 2` (a poll at start, then one notification) and
+/// returns once its first session reached the server.
+fn daemon_after_first_session(state: &Path, server: &DmServer) -> std::process::Child {
+    let daemon = Proc::new(BIN)
+        .arg("--state")
+        .arg(state)
+        .args(["daemon", "--max-sessions", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while session_alerts(server).is_empty() {
+        assert!(t0.elapsed().as_secs() < 20, "no session at start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    daemon
+}
+
 #[test]
 fn daemon_answers_a_verified_notification_and_drops_a_forged_one() {
     let server = DmServer::start().unwrap();
@@ -129,21 +148,7 @@ fn daemon_answers_a_verified_notification_and_drops_a_forged_one() {
             "srv-secret",
         ],
     );
-    let daemon = Proc::new(BIN)
-        .arg("--state")
-        .arg(dir.path())
-        .args(["daemon", "--max-sessions", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // The daemon polls once at start; then it waits for notifications.
-    let t0 = std::time::Instant::now();
-    while session_alerts(&server).is_empty() {
-        assert!(t0.elapsed().as_secs() < 20, "no session at start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let daemon = daemon_after_first_session(dir.path(), &server);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut n = Notification::new("dm-server", 0x2A);
     n.vendor = b"fw".to_vec();
@@ -238,19 +243,7 @@ fn daemon_holds_a_long_poll_and_answers_what_arrives_on_it() {
             "srv-secret",
         ],
     );
-    let daemon = Proc::new(BIN)
-        .arg("--state")
-        .arg(dir.path())
-        .args(["daemon", "--max-sessions", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while session_alerts(&server).is_empty() {
-        assert!(t0.elapsed().as_secs() < 20, "no session at start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let daemon = daemon_after_first_session(dir.path(), &server);
     let n = Notification::new("dm-server", 0xBEEF);
     let forged = n
         .build(

@@ -106,6 +106,19 @@ fn run_fails_with_exit_1_when_the_server_is_unreachable_and_2_without_a_device()
     assert!(text(&o).contains("failed"), "{}", text(&o));
 }
 
+/// The package #0 of `n` signed with a wrong password, and with the server's. The
+/// nonce the device holds for the server is still empty (Basic issues none).
+fn signed_and_forged(n: &Notification) -> (Vec<u8>, Vec<u8>) {
+    let empty = Nonce::from_bytes(Vec::new());
+    let forged = n
+        .build(&UserKey::new("dm-server", "wrong"), &empty)
+        .unwrap();
+    let good = n
+        .build(&UserKey::new("dm-server", "srv-secret"), &empty)
+        .unwrap();
+    (forged, good)
+}
+
 /// Starts `daemon --max-sessions 2` (a poll at start, then one notification) and
 /// returns once its first session reached the server.
 fn daemon_after_first_session(state: &Path, server: &DmServer) -> std::process::Child {
@@ -152,19 +165,7 @@ fn daemon_answers_a_verified_notification_and_drops_a_forged_one() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut n = Notification::new("dm-server", 0x2A);
     n.vendor = b"fw".to_vec();
-    // The nonce the device holds for the server is still empty.
-    let forged = n
-        .build(
-            &UserKey::new("dm-server", "wrong"),
-            &Nonce::from_bytes(Vec::new()),
-        )
-        .unwrap();
-    let good = n
-        .build(
-            &UserKey::new("dm-server", "srv-secret"),
-            &Nonce::from_bytes(Vec::new()),
-        )
-        .unwrap();
+    let (forged, good) = signed_and_forged(&n);
     sock.send_to(&forged, &addr).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(
@@ -244,19 +245,7 @@ fn daemon_holds_a_long_poll_and_answers_what_arrives_on_it() {
         ],
     );
     let daemon = daemon_after_first_session(dir.path(), &server);
-    let n = Notification::new("dm-server", 0xBEEF);
-    let forged = n
-        .build(
-            &UserKey::new("dm-server", "wrong"),
-            &Nonce::from_bytes(Vec::new()),
-        )
-        .unwrap();
-    let good = n
-        .build(
-            &UserKey::new("dm-server", "srv-secret"),
-            &Nonce::from_bytes(Vec::new()),
-        )
-        .unwrap();
+    let (forged, good) = signed_and_forged(&Notification::new("dm-server", 0xBEEF));
     server.state().notifications.push_back(forged);
     server.state().notifications.push_back(good);
     let out = daemon.wait_with_output().unwrap();

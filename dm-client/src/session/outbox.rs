@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use syncml_core::{encode, Command, Data, Encoding, Meta, SyncMl};
+use syncml_core::{encode, Command, Data, Encoding, Meta, SyncBody, SyncMl};
 
 /// Room left in every message for what is decided after packing (an Alert 1222).
 const SLACK: usize = 160;
@@ -34,6 +34,7 @@ impl Outbox {
     /// the package is complete (nothing left).
     pub fn fill(&mut self, msg: &mut SyncMl, enc: Encoding, budget: usize) -> Result<bool, String> {
         let budget = budget.saturating_sub(SLACK);
+        let leading = msg.body.commands.len();
         // Statuses may sit between chunks; nothing else may.
         if let Some(rest) = self.large.take() {
             while matches!(self.queue.front(), Some(Command::Status(_))) {
@@ -48,9 +49,32 @@ impl Outbox {
             let done = self.put_chunk(msg, enc, budget, rest, false)?;
             return Ok(done && self.queue.is_empty());
         }
+        // Each command is measured alone, once (encoding the growing message after
+        // every command would make a large package cost quadratic time); the sum
+        // is checked against one real encoding before anything is given up.
+        let mut probe = SyncMl {
+            hdr: msg.hdr.clone(),
+            body: SyncBody {
+                commands: Vec::with_capacity(1),
+                is_final: true,
+            },
+        };
+        let bare = size(&probe, enc)?;
+        let mut estimate = size(msg, enc)?;
         while let Some(cmd) = self.queue.pop_front() {
+            probe.body.commands.push(cmd);
+            let cost = size(&probe, enc)?.saturating_sub(bare);
+            let Some(cmd) = probe.body.commands.pop() else {
+                break;
+            };
             msg.body.commands.push(cmd);
-            if size(msg, enc)? <= budget {
+            if estimate + cost <= budget {
+                estimate += cost;
+                continue;
+            }
+            let real = size(msg, enc)?;
+            if real <= budget {
+                estimate = real;
                 continue;
             }
             let Some(cmd) = msg.body.commands.pop() else {
@@ -72,7 +96,17 @@ impl Outbox {
             self.queue.push_front(cmd);
             return Ok(false);
         }
-        Ok(true)
+        // The estimate can be short by what the commands share (a WBXML string
+        // table): give back from the end until the message really fits.
+        let mut complete = self.queue.is_empty();
+        while msg.body.commands.len() > leading + 1 && size(msg, enc)? > budget {
+            let Some(cmd) = msg.body.commands.pop() else {
+                break;
+            };
+            self.queue.push_front(cmd);
+            complete = false;
+        }
+        Ok(complete)
     }
 
     /// Puts the next chunk of `cmd`'s first item into `msg`; keeps the rest. Returns
@@ -273,6 +307,29 @@ mod tests {
         assert!(messages > 1);
         let want: Vec<String> = (0..40).map(|i| format!("value {i}")).collect();
         assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn a_package_of_thousands_of_commands_fills_whole_messages() {
+        let mut out = Outbox::default();
+        for i in 0..3000 {
+            out.push(results(&format!("value {i}")));
+        }
+        let t0 = std::time::Instant::now();
+        let mut m = header();
+        assert!(!out.fill(&mut m, Encoding::Xml, 64 * 1024).unwrap());
+        let len = encode(&m, Encoding::Xml).unwrap().len();
+        // Full to within one command's size, and never over.
+        assert!(
+            len <= 64 * 1024 - SLACK && len > 64 * 1024 - SLACK - 400,
+            "{len}"
+        );
+        // Measured once each: re-encoding the message per command grows quadratically.
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]

@@ -21,6 +21,15 @@ const URL: &str = "http://fw.example/pkg-2.0";
 
 // ----- fixtures ----------------------------------------------------------------------
 
+/// The result code of the first report owed to "srv", when it is a
+/// ConfirmFirmwareUpdate.
+fn confirmed(d: &Device) -> Option<String> {
+    match &d.reports("srv").first()?.command {
+        Command::ConfirmFirmwareUpdate(c) => c.items.first()?.data_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
 struct Device {
     tmp: tempfile::TempDir,
     state: PathBuf,
@@ -721,11 +730,7 @@ fn a_failed_update_confirms_its_result_code() {
     d.fw.on_boot(&mut d.dm, &mut agent).unwrap();
     assert_eq!(d.state_of(slot), state::UPDATE_FAILED_NO_DATA);
     assert_eq!(d.value("./DevDetail/FwV").as_deref(), Some("1.0"));
-    let r = d.reports("srv");
-    let Command::ConfirmFirmwareUpdate(c) = &r[0].command else {
-        panic!()
-    };
-    assert_eq!(c.items[0].data_str(), Some("410"));
+    assert_eq!(confirmed(&d).as_deref(), Some("410"));
     // Never retried without the server.
     assert!(d.fw.pending_work(&d.dm).is_empty());
 }
@@ -759,11 +764,7 @@ fn begin_update_verifies_again_and_reports_a_refusal() {
     let agent = FakeAgent::at("1.5");
     assert_eq!(d.fw.begin_update(&mut d.dm, &work[0], &agent), Err(()));
     assert_eq!(d.state_of(slot), state::UPDATE_FAILED_NO_DATA);
-    let r = d.reports("srv");
-    let Command::ConfirmFirmwareUpdate(c) = &r[0].command else {
-        panic!()
-    };
-    assert_eq!(c.items[0].data_str(), Some("403"));
+    assert_eq!(confirmed(&d).as_deref(), Some("403"));
     assert!(d.fw.pending_work(&d.dm).is_empty());
 }
 
@@ -783,11 +784,7 @@ fn the_agent_failing_to_stage_is_recorded() {
     d.fw.update_failed(&mut d.dm, &work[0], &err);
     d.restart();
     assert_eq!(d.state_of(slot), state::UPDATE_FAILED_NO_DATA);
-    let r = d.reports("srv");
-    let Command::ConfirmFirmwareUpdate(c) = &r[0].command else {
-        panic!()
-    };
-    assert_eq!(c.items[0].data_str(), Some("502"));
+    assert_eq!(confirmed(&d).as_deref(), Some("502"));
 }
 
 #[test]

@@ -106,6 +106,11 @@ fn deliver(
     )
 }
 
+/// `deliver` in XML to a device without user or firmware agent.
+fn headless(s: &mut ClientSession, dm: &mut DmTree, m: &SyncMl) -> Step {
+    deliver(s, dm, &mut dm_tree::Headless, m, Encoding::Xml)
+}
+
 fn statuses(m: &SyncMl) -> Vec<(String, u16)> {
     m.body
         .commands
@@ -164,13 +169,7 @@ fn package_1_then_commands_then_the_end() {
     b.get(vec![Item::target("./DevInfo/Man")]);
     b.replace(vec![Item::target("./DMAcc/srv/Name").with_data("fr")]);
     let p2 = b.finish();
-    let t3 = sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &p2,
-        Encoding::Xml,
-    ));
+    let t3 = sent(headless(&mut s, &mut dm, &p2));
     let p3 = msg(&t3);
     assert_eq!(p3.hdr.msg_id, 2);
     assert!(p3.hdr.cred.is_none(), "no credentials after 212");
@@ -193,16 +192,7 @@ fn package_1_then_commands_then_the_end() {
     // Package 4: only statuses: the session is over.
     let mut b = reply_to(&p3, 2, StatusCode::Ok);
     b.status_for(&p3.body.commands[2], StatusCode::Ok);
-    assert_eq!(
-        done(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml
-        )),
-        Ok(())
-    );
+    assert_eq!(done(headless(&mut s, &mut dm, &b.finish())), Ok(()));
 }
 
 #[test]
@@ -239,13 +229,7 @@ fn md5_challenge_resends_package_1_and_keeps_the_next_nonce() {
         StatusCode::InvalidCredentials,
         Some(challenge(AuthType::Md5, &Nonce::from_bytes(*b"first"))),
     );
-    let again = msg(&sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    )));
+    let again = msg(&sent(headless(&mut s, &mut dm, &b.finish())));
     assert_eq!(again.hdr.msg_id, 2);
     assert_eq!(
         again.hdr.cred,
@@ -266,16 +250,7 @@ fn md5_challenge_resends_package_1_and_keeps_the_next_nonce() {
         StatusCode::AuthenticationAccepted,
         Some(challenge(AuthType::Md5, &Nonce::from_bytes(*b"next"))),
     );
-    assert_eq!(
-        done(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml
-        )),
-        Ok(())
-    );
+    assert_eq!(done(headless(&mut s, &mut dm, &b.finish())), Ok(()));
     assert_eq!(
         value(&dm, "./DMAcc/srv/AppAuth/1/AAuthData").as_deref(),
         Some("next")
@@ -298,13 +273,7 @@ fn hmac_goes_in_the_transport_header_of_every_message() {
         Some(challenge(AuthType::Hmac, &Nonce::from_bytes(*b"n1"))),
     );
     b.get(vec![Item::target("./DevInfo/Mod")]);
-    let t3 = sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    ));
+    let t3 = sent(headless(&mut s, &mut dm, &b.finish()));
     let h = HmacHeader::parse(t3.hmac.as_deref().unwrap()).unwrap();
     h.verify(&key, &Nonce::from_bytes(*b"n1"), &t3.body)
         .expect("the next message uses the new nonce");
@@ -317,13 +286,7 @@ fn an_unauthenticated_server_gets_nothing_executed() {
     let p1 = msg(&t);
     let mut b = reply_to(&p1, 1, StatusCode::AuthenticationAccepted);
     b.replace(vec![Item::target("./DMAcc/srv/Name").with_data("xx")]);
-    let p3 = msg(&sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    )));
+    let p3 = msg(&sent(headless(&mut s, &mut dm, &b.finish())));
     assert_eq!(
         statuses(&p3),
         [("SyncHdr".into(), 407), ("Replace".into(), 407)]
@@ -345,13 +308,7 @@ fn an_unauthenticated_server_gets_nothing_executed() {
     let mut b = reply_to(&p3, 2, StatusCode::Ok);
     b.cred(basic_cred("srvname", "srvpw"));
     b.replace(vec![Item::target("./DMAcc/srv/Name").with_data("xx")]);
-    let p5 = msg(&sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    )));
+    let p5 = msg(&sent(headless(&mut s, &mut dm, &b.finish())));
     assert_eq!(
         statuses(&p5),
         [("SyncHdr".into(), 212), ("Replace".into(), 200)]
@@ -368,13 +325,7 @@ fn a_server_with_wrong_credentials_is_refused_every_time() {
         let mut b = reply_to(&last, i, StatusCode::Ok);
         b.cred(basic_cred("srvname", "wrong"));
         b.replace(vec![Item::target("./DMAcc/srv/Name").with_data("xx")]);
-        match deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml,
-        ) {
+        match headless(&mut s, &mut dm, &b.finish()) {
             Step::Send(t) => {
                 last = msg(&t);
                 assert_eq!(statuses(&last)[0], ("SyncHdr".into(), 401));
@@ -414,13 +365,7 @@ fn a_large_object_from_the_server_is_answered_213_and_1222() {
         if i < 2 {
             b.more_messages();
         }
-        let t = sent(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml,
-        ));
+        let t = sent(headless(&mut s, &mut dm, &b.finish()));
         last = msg(&t);
         if i < 2 {
             assert_eq!(statuses(&last)[1], ("Replace".into(), 213));
@@ -455,13 +400,7 @@ fn large_results_go_in_chunks_within_the_servers_max_msg_size() {
     let mut b = reply_to(&p1, 1, StatusCode::AuthenticationAccepted);
     b.max_msg_size(1500);
     b.get(vec![Item::target("./DevDetail/Ext/Big")]);
-    let mut t = sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    ));
+    let mut t = sent(headless(&mut s, &mut dm, &b.finish()));
     let mut got = String::new();
     let mut server_id = 2;
     loop {
@@ -481,13 +420,7 @@ fn large_results_go_in_chunks_within_the_servers_max_msg_size() {
         b.alert_code(AlertCode::NextMessage);
         b.more_messages();
         server_id += 1;
-        t = sent(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml,
-        ));
+        t = sent(headless(&mut s, &mut dm, &b.finish()));
         let n = msg(&t);
         assert!(
             !n.body
@@ -509,13 +442,7 @@ fn the_server_can_abort_and_so_can_the_device() {
     let mut b = reply_to(&p1, 1, StatusCode::Ok);
     b.alert_code(AlertCode::SessionAbort);
     assert_eq!(
-        done(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml
-        )),
+        done(headless(&mut s, &mut dm, &b.finish())),
         Err(SessionError::Aborted)
     );
 
@@ -527,13 +454,7 @@ fn the_server_can_abort_and_so_can_the_device() {
     );
     let b = reply_to(&m, 1, StatusCode::Ok);
     assert_eq!(
-        done(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.clone().finish(),
-            Encoding::Xml
-        )),
+        done(headless(&mut s, &mut dm, &b.clone().finish())),
         Err(SessionError::Cancelled)
     );
 }
@@ -546,21 +467,9 @@ fn a_replayed_message_or_a_foreign_session_ends_the_session() {
     let mut b = reply_to(&p1, 1, StatusCode::Ok);
     b.get(vec![Item::target("./DevInfo/Mod")]);
     let p2 = b.finish();
-    let _ = sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &p2,
-        Encoding::Xml,
-    ));
+    let _ = sent(headless(&mut s, &mut dm, &p2));
     assert!(matches!(
-        done(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &p2,
-            Encoding::Xml
-        )),
+        done(headless(&mut s, &mut dm, &p2)),
         Err(SessionError::Protocol(_))
     ));
 
@@ -568,13 +477,7 @@ fn a_replayed_message_or_a_foreign_session_ends_the_session() {
     let mut p2 = reply_to(&msg(&t), 1, StatusCode::Ok).finish();
     p2.hdr.session_id = "8".into();
     assert!(matches!(
-        done(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &p2,
-            Encoding::Xml
-        )),
+        done(headless(&mut s, &mut dm, &p2)),
         Err(SessionError::Protocol(_))
     ));
 }
@@ -834,13 +737,7 @@ fn a_client_command_from_the_server_is_refused() {
         "./SIM/ICCID",
     )
     .with_data("1")])));
-    let p3 = msg(&sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    )));
+    let p3 = msg(&sent(headless(&mut s, &mut dm, &b.finish())));
     assert_eq!(
         statuses(&p3)[1..],
         [
@@ -982,13 +879,7 @@ fn credentials_count_against_the_servers_max_msg_size() {
         b.max_msg_size(1500);
         b.get(vec![Item::target("./DevDetail/Ext/Big")]);
         b.more_messages();
-        let mut t = sent(deliver(
-            &mut s,
-            &mut dm,
-            &mut dm_tree::Headless,
-            &b.finish(),
-            Encoding::Xml,
-        ));
+        let mut t = sent(headless(&mut s, &mut dm, &b.finish()));
         for i in 2..20 {
             let m = msg(&t);
             assert!(m.hdr.cred.is_some(), "{auth}: credentials until 212");
@@ -1003,13 +894,7 @@ fn credentials_count_against_the_servers_max_msg_size() {
             let mut b = reply_to(&m, i, StatusCode::Ok);
             b.alert_code(AlertCode::NextMessage);
             b.more_messages();
-            t = sent(deliver(
-                &mut s,
-                &mut dm,
-                &mut dm_tree::Headless,
-                &b.finish(),
-                Encoding::Xml,
-            ));
+            t = sent(headless(&mut s, &mut dm, &b.finish()));
         }
     }
 }
@@ -1022,13 +907,7 @@ fn a_bare_unauthenticated_reply_ends_the_session_and_keeps_the_nonce() {
     // Only a header Status, no server credentials: nothing to refuse, so no bare
     // challenge goes back (protocol 2.4) and no nonce is issued.
     let mut b = reply_to(&msg(&t), 1, StatusCode::AuthenticationAccepted);
-    let step = deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    );
+    let step = headless(&mut s, &mut dm, &b.finish());
     assert_eq!(done(step), Err(SessionError::ServerAuth));
     assert_eq!(value(&dm, "./DMAcc/srv/AppAuth/2/AAuthData"), before);
 }
@@ -1046,13 +925,7 @@ fn the_nonce_issued_to_the_server_is_kept_when_it_is_sent() {
     ));
     b.source_name("srvname");
     b.get(vec![Item::target("./DevInfo/Mod")]);
-    let p3 = msg(&sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    )));
+    let p3 = msg(&sent(headless(&mut s, &mut dm, &b.finish())));
     let Command::Status(h) = &p3.body.commands[0] else {
         panic!()
     };
@@ -1115,13 +988,7 @@ fn refused_commands_inside_containers_get_a_status_each() {
         .with_data("x")]))],
         ..Container::default()
     }));
-    let p3 = msg(&sent(deliver(
-        &mut s,
-        &mut dm,
-        &mut dm_tree::Headless,
-        &b.finish(),
-        Encoding::Xml,
-    )));
+    let p3 = msg(&sent(headless(&mut s, &mut dm, &b.finish())));
     assert_eq!(
         statuses(&p3),
         [

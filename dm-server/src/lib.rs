@@ -1,5 +1,25 @@
-//! The reference DM server.
+//! The reference OMA DM server.
 //!
-//! Not implemented yet: this crate is filled by issues 6 to 8 (sessions, stores,
-//! device registry, FOTA workflows, campaigns, the `dm-server` binary). It exports
-//! nothing yet.
+//! ```text
+//! http/      hyper + tokio: the DM endpoint, long-poll, admin REST API, /metrics
+//! engine/    the sans-IO server session engine: one message in, one reply out,
+//!            everything it changes returned as one store commit
+//! store/     the storage trait, SQLite (default) and PostgreSQL
+//! spec       commands as operators write them (JSON) and their SyncML form
+//! ops        the operations the admin API and the CLI share (devices, queues...)
+//! ```
+//!
+//! The server keeps nothing between requests but its store, so several processes
+//! can share one PostgreSQL database and serve one session between them.
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod ops;
+pub mod ratelimit;
+pub mod spec;
+pub mod store;
+
+pub use config::Config;
+pub use engine::{DmRequest, DmResponse, Server};

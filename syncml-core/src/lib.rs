@@ -27,6 +27,7 @@ pub mod event;
 pub mod limits;
 pub mod model;
 pub mod notify;
+pub mod outbox;
 pub mod package;
 pub mod tags;
 pub mod wbxml;

@@ -13,9 +13,9 @@ use syncml_core::{
 
 use super::auth::Auth;
 use super::execute::{Paused, Run};
-use super::outbox::Outbox;
 use super::{Agent, Config, Event, Outcome, Reply, Report, SessionError, Step, Transmit, Trigger};
 use crate::download;
+use syncml_core::outbox::Outbox;
 
 /// The answer to a server's header: the code, a challenge, and the nonce the
 /// challenge issues (stored when the answer is sent).

@@ -25,7 +25,6 @@
 mod auth;
 mod engine;
 mod execute;
-mod outbox;
 
 use std::time::{Duration, Instant};
 

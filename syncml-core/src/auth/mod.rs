@@ -29,7 +29,7 @@ pub use cred::{basic_cred, basic_data, md5_cred, md5_data, verify_cred};
 pub use digest::UserKey;
 pub use hmac::{HmacHeader, HMAC_HEADER};
 pub use nonce::{Nonce, NonceSource, OsRandom};
-pub use prover::{Prover, ProverStep};
+pub use prover::{Prover, ProverState, ProverStep};
 pub use verifier::{challenge, Incoming, Verdict, Verifier, VerifierState};
 
 pub(crate) use digest::{b64_md5, ct_eq};

@@ -21,6 +21,18 @@ pub enum ProverStep {
     GiveUp,
 }
 
+/// What a [`Prover`] remembers between messages, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProverState {
+    pub auth_type: AuthType,
+    pub nonce: Nonce,
+    /// A challenge of another type, kept for the next session.
+    pub next_session: Option<(AuthType, Nonce)>,
+    pub authenticated: bool,
+    pub accepted_once: bool,
+    pub retries: u32,
+}
+
 /// The side that supplies credentials, for one session with one account.
 ///
 /// Create one per session with the type and nonce stored for the account. After the
@@ -63,6 +75,35 @@ impl Prover {
             accepted_once: false,
             retries: 0,
             max_retries: Self::DEFAULT_MAX_RETRIES,
+        }
+    }
+
+    /// A prover continuing a session from its saved [`Prover::state`], for a side
+    /// that keeps nothing in memory between messages (a server behind a store).
+    pub fn resume(user: &str, password: &str, minimum: AuthType, state: ProverState) -> Prover {
+        Prover {
+            password: password.to_owned(),
+            key: UserKey::new(user, password),
+            minimum,
+            auth_type: state.auth_type,
+            nonce: state.nonce,
+            next_session: state.next_session,
+            authenticated: state.authenticated,
+            accepted_once: state.accepted_once,
+            retries: state.retries,
+            max_retries: Self::DEFAULT_MAX_RETRIES,
+        }
+    }
+
+    /// Everything to save between messages.
+    pub fn state(&self) -> ProverState {
+        ProverState {
+            auth_type: self.auth_type,
+            nonce: self.nonce.clone(),
+            next_session: self.next_session.clone(),
+            authenticated: self.authenticated,
+            accepted_once: self.accepted_once,
+            retries: self.retries,
         }
     }
 
@@ -190,5 +231,54 @@ fn read_challenge(chal: &Chal) -> Result<(AuthType, Nonce)> {
         Some(n) => Ok((t, Nonce::from_b64(n)?)),
         None if t.uses_nonce() => Err(Error::Auth(AuthProblem::NoNonce(t.meta_type()))),
         None => Ok((t, Nonce::default())),
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use crate::auth::Verifier;
+
+    #[test]
+    fn a_resumed_prover_continues_where_the_saved_one_stopped() {
+        let mut p = Prover::new("srv", "pw", AuthType::Md5, Nonce::from_bytes(*b"old"));
+        let mut chal_meta = crate::Meta::format_type(Some("b64"), Some("syncml:auth-md5"));
+        chal_meta.next_nonce = Some(Nonce::from_bytes(*b"fresh").to_b64());
+        let st = Status {
+            cmd_id: 1,
+            msg_ref: Some(1),
+            cmd_ref: 0,
+            cmd: "SyncHdr".into(),
+            target_ref: vec![],
+            source_ref: vec![],
+            cred: None,
+            chal: Some(Chal {
+                meta: Box::new(chal_meta),
+            }),
+            data: StatusCode::InvalidCredentials,
+            items: vec![],
+            extra: vec![],
+        };
+        assert_eq!(p.on_header_status(&st).unwrap(), ProverStep::ResendPackage1);
+        let r = Prover::resume("srv", "pw", AuthType::Md5, p.state());
+        assert_eq!(r.state(), p.state());
+        assert_eq!(r.cred(), p.cred());
+        // The resumed prover's credentials use the challenge's nonce.
+        let mut v = Verifier::new(
+            AuthType::Md5,
+            UserKey::new("srv", "pw"),
+            Nonce::from_bytes(*b"fresh"),
+        );
+        let hdr_cred = r.cred().unwrap();
+        let msg = crate::auth::Incoming {
+            cred: Some(&hdr_cred),
+            loc_name: Some("srv"),
+            hmac: None,
+            body: b"",
+        };
+        assert!(v
+            .check(&msg, &mut crate::auth::OsRandom)
+            .unwrap()
+            .accepted());
     }
 }

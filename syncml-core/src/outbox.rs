@@ -1,10 +1,11 @@
-//! The device's package waiting to be sent, cut into messages that fit the server's
-//! MaxMsgSize, with a value too large for one message sent as a large object
-//! (chunks with MoreData, the total Size in the first one).
+//! A package waiting to be sent, cut into messages that fit the peer's MaxMsgSize,
+//! with a value too large for one message sent as a large object (chunks with
+//! MoreData, the total Size in the first one). Both session engines (device and
+//! server) send their packages through it.
 
 use std::collections::VecDeque;
 
-use syncml_core::{encode, Command, Data, Encoding, Meta, SyncBody, SyncMl};
+use crate::{encode, Command, Data, Encoding, Meta, SyncBody, SyncMl};
 
 /// Room left in every message for what is decided after packing (an Alert 1222).
 const SLACK: usize = 160;
@@ -21,10 +22,32 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An outbox holding the rest of a large object (sent first) and then `queue`:
+    /// what [`Outbox::into_parts`] gave, for an engine that keeps its state between
+    /// messages outside memory.
+    pub fn from_parts(large: Option<Command>, queue: Vec<Command>) -> Outbox {
+        Outbox {
+            queue: queue.into(),
+            large,
+        }
+    }
+
+    /// The rest of a large object being sent, and the commands after it.
+    pub fn into_parts(self) -> (Option<Command>, Vec<Command>) {
+        (self.large, self.queue.into())
+    }
+
+    /// Queues a command at the end.
     pub fn push(&mut self, cmd: Command) {
         self.queue.push_back(cmd);
     }
 
+    /// Queues a command before the others (one to send again).
+    pub fn push_front(&mut self, cmd: Command) {
+        self.queue.push_front(cmd);
+    }
+
+    /// Whether nothing is left to send.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty() && self.large.is_none()
     }
@@ -233,7 +256,7 @@ fn set_first_data(c: &mut Command, bytes: &[u8], more: bool, size: Option<u64>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use syncml_core::{DmVersion, Item, MessageBuilder, Results};
+    use crate::{DmVersion, Item, MessageBuilder, Results};
 
     fn header() -> SyncMl {
         MessageBuilder::new(DmVersion::V1_2, "1", 2, "http://s/", "IMEI:1").finish()

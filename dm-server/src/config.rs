@@ -1,0 +1,136 @@
+//! Server settings: a TOML file (`--config`), every option also settable by flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Whether unknown devices may register themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Registration {
+    /// Only pre-provisioned devices are served; an unknown one is refused exactly as
+    /// a wrong password is (nothing reveals which ids exist).
+    #[default]
+    Closed,
+    /// An unknown device is registered on its first session, without credentials.
+    Open,
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database lives (when `database` is not set).
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL; SQLite in `data_dir` when unset.
+    pub database: Option<String>,
+    /// The URL devices reach this server at, for RespURI (`http://host:port`).
+    /// Defaults to `http(s)://<listen>`. Give each node its own to pin sessions to
+    /// nodes, or a shared one behind a load balancer.
+    pub public_url: Option<String>,
+    /// The server's identity (DMAcc ServerID; package #0 server id).
+    pub server_id: String,
+    pub registration: Registration,
+    /// A session with no message for this long is ended (seconds).
+    pub session_timeout_secs: u64,
+    /// The largest request body accepted (bytes); also announced as MaxMsgSize.
+    pub max_message_size: usize,
+    /// The largest large object accepted from a device (bytes; MaxObjSize).
+    pub max_object_size: u64,
+    /// The message size used toward a device that announces no MaxMsgSize.
+    pub default_client_message_size: u64,
+    /// The most queued commands sent in one session.
+    pub max_commands_per_session: usize,
+    /// The most messages one session may take.
+    pub max_session_messages: u32,
+    /// Sessions a command may go out in before it is failed.
+    pub max_attempts: u32,
+    /// Nodes read from each device every session (one Get), for the inventory.
+    pub inventory_nodes: Vec<String>,
+    /// Authentication failures allowed per device, and per source address, within
+    /// `auth_failure_window_secs`, before further attempts are refused unread.
+    pub max_auth_failures: u32,
+    pub auth_failure_window_secs: u64,
+    /// A device is shown online for this long after its last message (seconds).
+    pub presence_window_secs: u64,
+    /// PEM certificate chain and key: serve HTTPS instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// The longest a long-poll request waits (seconds).
+    pub max_poll_wait_secs: u64,
+    /// Accept nonces digested as their base64 text (the libdmclient defect).
+    pub accept_double_b64_nonce: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("dm-data"),
+            database: None,
+            public_url: None,
+            server_id: "dm-server".into(),
+            registration: Registration::Closed,
+            session_timeout_secs: 300,
+            max_message_size: 1 << 20,
+            max_object_size: 16 << 20,
+            default_client_message_size: 64 * 1024,
+            max_commands_per_session: 1000,
+            max_session_messages: 1000,
+            max_attempts: 3,
+            inventory_nodes: [
+                "./DevDetail/DevTyp",
+                "./DevDetail/OEM",
+                "./DevDetail/FwV",
+                "./DevDetail/SwV",
+                "./DevDetail/HwV",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_auth_failures: 10,
+            auth_failure_window_secs: 300,
+            presence_window_secs: 600,
+            tls_cert: None,
+            tls_key: None,
+            log_format: "text".into(),
+            max_poll_wait_secs: 300,
+            accept_double_b64_nonce: false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The store URL: the PostgreSQL one, or the SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => self.data_dir.join("dm-server.sqlite").display().to_string(),
+        }
+    }
+
+    /// The base URL devices reach this server at.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Operations shared by the admin API and the CLI (placeholder).

@@ -1,0 +1,305 @@
+//! Commands as an operator writes them (JSON), checked and turned into SyncML.
+//!
+//! ```json
+//! {"cmd": "Get", "target": "./DevDetail/FwV"}
+//! {"cmd": "Replace", "target": "./Vendor/Volume", "data": "7", "format": "int"}
+//! {"cmd": "Exec", "target": "./FUMO/1/Download", "correlator": "job-9"}
+//! {"cmd": "GetFirmwareUpdate", "target": "./FWUpdate/1/PkgData",
+//!  "source": "https://fw/x.bin", "data": ["DL_URL=https://fw/x.bin", "DL_Prompt=0"]}
+//! {"cmd": "Atomic", "commands": [{"cmd": "Add", ...}, {"cmd": "Replace", ...}]}
+//! ```
+//!
+//! One item can be written inline (`target`, `source`, `data`, `format`, `type`) or
+//! several in `items`.
+
+use serde::{Deserialize, Serialize};
+use syncml_core::{Command, Container, Data, Direction, Item, ItemCmd, Location, Meta};
+
+/// The most commands one Atomic or Sequence may hold, and the deepest nesting.
+pub const MAX_CHILDREN: usize = 256;
+const MAX_DEPTH: usize = 4;
+/// The largest value one item may carry (larger ones go as large objects).
+pub const MAX_DATA: usize = 16 << 20;
+
+/// One item of a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// One Data element, or several (the extension commands' `KEY=VALUE` arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+}
+
+/// Data: one text or a list of texts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DataSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl DataSpec {
+    fn texts(&self) -> Vec<&str> {
+        match self {
+            DataSpec::One(s) => vec![s.as_str()],
+            DataSpec::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A command for a device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    /// The element name: Get, Add, Replace, Delete, Copy, Exec, Atomic, Sequence,
+    /// Alert, or an extension command (GetFirmwareUpdate, ...).
+    pub cmd: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemSpec>,
+    /// The inline item (folded into `items` by [`CommandSpec::normalized`]).
+    #[serde(flatten)]
+    pub item: ItemSpec,
+    /// Exec and Alert: echoed back in the device's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlator: Option<String>,
+    /// Alert: the alert code (1100 display, 1101 confirm...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// Atomic and Sequence: the commands inside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandSpec>,
+}
+
+/// Why a command cannot be queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
+    Err(SpecError(msg.into()))
+}
+
+impl CommandSpec {
+    /// The spec with its inline item moved into `items`, checked: a known command that
+    /// servers may send, with the items or sub-commands it needs.
+    pub fn normalized(mut self) -> Result<CommandSpec, SpecError> {
+        self.normalize(0, false)?;
+        Ok(self)
+    }
+
+    fn normalize(&mut self, depth: usize, in_atomic: bool) -> Result<(), SpecError> {
+        if depth > MAX_DEPTH {
+            return err("commands nested too deeply");
+        }
+        if self.item != ItemSpec::default() {
+            let inline = std::mem::take(&mut self.item);
+            self.items.insert(0, inline);
+        }
+        for it in &self.items {
+            let size: usize = it
+                .data
+                .as_ref()
+                .map(|d| d.texts().iter().map(|t| t.len()).sum())
+                .unwrap_or(0);
+            if size > MAX_DATA {
+                return err(format!("an item of {} exceeds {MAX_DATA} bytes", self.cmd));
+            }
+        }
+        match self.cmd.as_str() {
+            "Atomic" | "Sequence" => {
+                if !self.items.is_empty() {
+                    return err(format!("{} holds commands, not items", self.cmd));
+                }
+                if self.commands.is_empty() || self.commands.len() > MAX_CHILDREN {
+                    return err(format!("{} needs 1 to {MAX_CHILDREN} commands", self.cmd));
+                }
+                let atomic = self.cmd == "Atomic";
+                if atomic && in_atomic {
+                    return err("an Atomic cannot hold another Atomic");
+                }
+                for c in &mut self.commands {
+                    c.normalize(depth + 1, in_atomic || atomic)?;
+                }
+            }
+            "Alert" => {
+                if self.code.is_none() {
+                    return err("Alert needs a code");
+                }
+            }
+            _ => {
+                if !self.commands.is_empty() {
+                    return err(format!("{} cannot hold commands", self.cmd));
+                }
+                if self.items.is_empty() {
+                    return err(format!("{} needs at least one item", self.cmd));
+                }
+                if self.cmd == "Get" && in_atomic {
+                    return err("Get is not allowed inside Atomic");
+                }
+                let cmd = self.to_command()?;
+                if cmd.direction() == Direction::ClientToServer {
+                    return err(format!("{} is sent by devices, not servers", self.cmd));
+                }
+                let needs_target = !cmd.is_extension() || self.cmd == "GetFirmwareUpdate";
+                if needs_target && self.items.iter().any(|i| i.target.is_none()) {
+                    return err(format!("every item of {} needs a target", self.cmd));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The SyncML command (CmdIDs 0: the session numbers them).
+    pub fn to_command(&self) -> Result<Command, SpecError> {
+        let items = || self.items.iter().map(item).collect::<Vec<_>>();
+        let body = || ItemCmd {
+            correlator: self.correlator.clone(),
+            ..ItemCmd::new(items())
+        };
+        let container = || -> Result<Container, SpecError> {
+            Ok(Container {
+                commands: self
+                    .commands
+                    .iter()
+                    .map(CommandSpec::to_command)
+                    .collect::<Result<_, _>>()?,
+                ..Container::default()
+            })
+        };
+        Ok(match self.cmd.as_str() {
+            "Add" => Command::Add(body()),
+            "Copy" => Command::Copy(body()),
+            "Delete" => Command::Delete(body()),
+            "Exec" => Command::Exec(body()),
+            "Get" => Command::Get(body()),
+            "Replace" => Command::Replace(body()),
+            "GetFirmwareUpdate" => Command::GetFirmwareUpdate(body()),
+            "VerifyFirmwareUpdate" => Command::VerifyFirmwareUpdate(body()),
+            "SaveFirmwareUpdate" => Command::SaveFirmwareUpdate(body()),
+            "ApplyFirmwareUpdate" => Command::ApplyFirmwareUpdate(body()),
+            "ConfirmFirmwareUpdate" => Command::ConfirmFirmwareUpdate(body()),
+            "SIMCardChange" => Command::SimCardChange(body()),
+            "Download" => Command::Download(body()),
+            "Update" => Command::Update(body()),
+            "Atomic" => Command::Atomic(container()?),
+            "Sequence" => Command::Sequence(container()?),
+            "Alert" => Command::Alert(syncml_core::Alert {
+                cmd_id: 0,
+                no_resp: false,
+                cred: None,
+                data: self.code.map(syncml_core::AlertCode::from),
+                correlator: self.correlator.clone(),
+                items: items(),
+                extra: Vec::new(),
+            }),
+            other => return err(format!("unknown command {other:?}")),
+        })
+    }
+}
+
+fn item(s: &ItemSpec) -> Item {
+    let meta = (s.format.is_some() || s.type_.is_some())
+        .then(|| Box::new(Meta::format_type(s.format.as_deref(), s.type_.as_deref())));
+    Item {
+        target: s.target.clone().map(Location::new),
+        source: s.source.clone().map(Location::new),
+        meta,
+        data: s
+            .data
+            .as_ref()
+            .map(|d| d.texts().into_iter().map(Data::text).collect())
+            .unwrap_or_default(),
+        more_data: false,
+        extra: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<CommandSpec, SpecError> {
+        serde_json::from_str::<CommandSpec>(json)
+            .map_err(|e| SpecError(e.to_string()))?
+            .normalized()
+    }
+
+    #[test]
+    fn an_inline_item_becomes_the_first_item() {
+        let s = spec(r#"{"cmd":"Replace","target":"./A","data":"1","format":"int"}"#).unwrap();
+        assert_eq!(s.items.len(), 1);
+        assert_eq!(s.items[0].target.as_deref(), Some("./A"));
+        let Command::Replace(c) = s.to_command().unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.items[0].data_str(), Some("1"));
+        assert_eq!(
+            c.items[0].meta.as_ref().unwrap().format.as_deref(),
+            Some("int")
+        );
+        // Normalizing twice changes nothing (stored specs are normalized).
+        assert_eq!(s.clone().normalized().unwrap(), s);
+    }
+
+    #[test]
+    fn extension_commands_keep_every_argument_in_order() {
+        let s = spec(
+            r#"{"cmd":"GetFirmwareUpdate","target":"./FWUpdate/1/PkgData","source":"http://f/x",
+                "data":["DL_URL=http://f/x","DL_Prompt=1"]}"#,
+        )
+        .unwrap();
+        let c = s.to_command().unwrap();
+        assert_eq!(c.items()[0].arg("DL_Prompt"), Some("1"));
+        assert_eq!(c.items()[0].data.len(), 2);
+    }
+
+    #[test]
+    fn bad_commands_are_refused_with_a_reason() {
+        for (json, why) in [
+            (r#"{"cmd":"Frobnicate","target":"./A"}"#, "unknown"),
+            (r#"{"cmd":"Get"}"#, "at least one item"),
+            (r#"{"cmd":"Results","target":"./A"}"#, "unknown"),
+            (
+                r#"{"cmd":"ConfirmFirmwareUpdate","source":"./F"}"#,
+                "sent by devices",
+            ),
+            (
+                r#"{"cmd":"Atomic","commands":[{"cmd":"Get","target":"./A"}]}"#,
+                "inside Atomic",
+            ),
+            (
+                r#"{"cmd":"Atomic","commands":[{"cmd":"Atomic","commands":[{"cmd":"Delete","target":"./A"}]}]}"#,
+                "another Atomic",
+            ),
+            (r#"{"cmd":"Sequence","commands":[]}"#, "needs 1 to"),
+            (
+                r#"{"cmd":"Replace","source":"./A","data":"x"}"#,
+                "needs a target",
+            ),
+            (r#"{"cmd":"Alert","data":"hi"}"#, "needs a code"),
+        ] {
+            let e = spec(json).unwrap_err();
+            assert!(e.0.contains(why), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sequence_becomes_a_container_of_its_commands() {
+        let s = spec(
+            r#"{"cmd":"Sequence","commands":[{"cmd":"Add","target":"./A","data":"1"},
+               {"cmd":"Get","target":"./A"}]}"#,
+        )
+        .unwrap();
+        let Command::Sequence(c) = s.to_command().unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.commands.len(), 2);
+        assert_eq!(c.commands[1].name(), "Get");
+    }
+}

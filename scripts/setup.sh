@@ -14,5 +14,6 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+scripts/interop-venv.sh
 cargo build --release --workspace
 echo "set-up done: target/release/dm-client demo; target/release/syncml --help, target/release/dm-tree --help"

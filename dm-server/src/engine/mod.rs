@@ -9,12 +9,95 @@
 //! No sockets here: the HTTP layer (or a test) passes the body, the content type, the
 //! `x-syncml-hmac` header and the session token of the request URL.
 
+mod state;
+mod turn;
+
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+use syncml_core::auth::{AuthType, Incoming, Nonce, OsRandom, Verifier};
+use syncml_core::{
+    decode_with, encode, Command, Encoding, Limits, MessageBuilder, StatusCode, SyncMl,
+};
+
+use self::state::{EngineState, LastReply};
+use self::turn::Turn;
+use crate::config::Registration;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
-use crate::store::{Millis, Store};
+use crate::store::{Device, Millis, SessionRecord, SessionStatus, Store, StoreError};
 use crate::Config;
+
+pub use self::turn::command_json;
+
+/// A request refused before any session work: the HTTP status and the log note.
+struct Refusal {
+    status: u16,
+    note: String,
+}
+
+impl Refusal {
+    fn new(status: u16, note: String) -> Refusal {
+        Refusal { status, note }
+    }
+
+    fn store(e: StoreError) -> Refusal {
+        tracing::error!(error = %e, "store failure");
+        Refusal::new(503, format!("store unavailable: {e}"))
+    }
+}
+
+/// The media type to answer with: the one the device used (DM or DS), else the DM
+/// type of the encoding.
+fn media_type(requested: Option<&str>, enc: Encoding) -> String {
+    let essence = requested
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match essence.as_str() {
+        "application/vnd.syncml.dm+xml"
+        | "application/vnd.syncml.dm+wbxml"
+        | "application/vnd.syncml+xml"
+        | "application/vnd.syncml+wbxml" => essence,
+        _ => enc.media_type().to_owned(),
+    }
+}
+
+fn has_alert(msg: &SyncMl, code: u16) -> bool {
+    msg.body
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Alert(a) if a.data.map(u16::from) == Some(code)))
+}
+
+/// The first message of a session carries Alert 1200 or 1201.
+fn is_package1(msg: &SyncMl) -> bool {
+    has_alert(msg, 1200) || has_alert(msg, 1201)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A device registering itself on first contact (open registration): no
+/// credentials, a fresh nonce.
+fn new_device(id: &str, now: Millis) -> Result<Device, String> {
+    let nonce = Nonce::generate(&mut OsRandom).map_err(|e| e.to_string())?;
+    Ok(Device {
+        id: id.to_owned(),
+        auth: None,
+        nonce: nonce.to_b64(),
+        server_auth: None,
+        server_nonce: String::new(),
+        tags: Vec::new(),
+        notify_addr: None,
+        inventory: Default::default(),
+        registered_by: "first-contact".into(),
+        created_at: now,
+        last_seen: None,
+        last_session: None,
+    })
+}
 
 /// One POSTed DM message.
 #[derive(Debug, Clone, Default)]
@@ -70,12 +153,285 @@ impl Server {
 
     /// Handles one DM message.
     pub fn handle_dm(&self, req: &DmRequest, now: Millis) -> DmResponse {
-        let _ = (req, now);
-        DmResponse {
-            status: 503,
-            note: "not implemented yet".into(),
-            ..DmResponse::default()
+        let t0 = std::time::Instant::now();
+        Metrics::inc(&self.metrics.dm_messages);
+        let resp = match self.dispatch(req, now) {
+            Ok(r) => r,
+            Err(Refusal { status, note }) => {
+                if status < 500 {
+                    Metrics::inc(&self.metrics.dm_bad_requests);
+                }
+                DmResponse {
+                    status,
+                    note,
+                    ..DmResponse::default()
+                }
+            }
+        };
+        self.metrics
+            .dm_micros
+            .fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        resp
+    }
+
+    fn dispatch(&self, req: &DmRequest, now: Millis) -> Result<DmResponse, Refusal> {
+        let cfg = &self.config;
+        if req.body.len() > cfg.max_message_size {
+            return Err(Refusal::new(413, format!("{} bytes: over the limit", req.body.len())));
         }
+        let enc = match req.content_type.as_deref() {
+            Some(ct) => Encoding::from_media_type(ct)
+                .map_err(|_| Refusal::new(415, format!("media type {ct:?}")))?,
+            None => Encoding::detect(&req.body)
+                .map_err(|e| Refusal::new(400, format!("no media type, and {e}")))?,
+        };
+        let limits = Limits {
+            max_message_size: cfg.max_message_size,
+            ..Limits::DEFAULT
+        };
+        let msg = decode_with(&req.body, Some(enc), &limits)
+            .map_err(|e| Refusal::new(400, format!("undecodable message: {e}")))?;
+        let device_id = msg.hdr.source.loc_uri.trim().to_owned();
+        if device_id.is_empty() {
+            return Err(Refusal::new(400, "no Source LocURI in the header".into()));
+        }
+        let media_type = media_type(req.content_type.as_deref(), enc);
+        if msg.version().is_none() {
+            // A header we can answer, in a version we do not speak (505).
+            let mut b = MessageBuilder::reply_to(&msg.hdr, 1);
+            b.status_for_header(StatusCode::DtdVersionNotSupported);
+            let reply = b.finish();
+            return self.respond(reply, enc, &media_type, None, &device_id, None, "DTD version not supported");
+        }
+        let ip_key = req.remote_addr.as_deref().map(|a| format!("ip:{a}"));
+        let dev_key = format!("dev:{device_id}");
+        if self.limiter.blocked(&dev_key, now)
+            || ip_key.as_deref().is_some_and(|k| self.limiter.blocked(k, now))
+        {
+            Metrics::inc(&self.metrics.rate_limited);
+            return Err(Refusal::new(429, format!("too many failed logins ({device_id})")));
+        }
+
+        // The session: by the token of the RespURI, else by device and SessionID.
+        let store = &*self.store;
+        let existing = match &req.token {
+            Some(t) => match store.session(t).map_err(Refusal::store)? {
+                Some(s)
+                    if s.status == SessionStatus::Active
+                        && s.device_id == device_id
+                        && s.session_id == msg.hdr.session_id =>
+                {
+                    Some(s)
+                }
+                _ => return Err(Refusal::new(404, "unknown or ended session".into())),
+            },
+            None => store
+                .active_session(&device_id, &msg.hdr.session_id)
+                .map_err(Refusal::store)?,
+        };
+        let digest = state::b64(&Sha256::digest(&req.body));
+        let (rec, st) = match existing {
+            Some(rec) => {
+                let st: EngineState = serde_json::from_str(&rec.engine)
+                    .map_err(|e| Refusal::new(500, format!("stored session state: {e}")))?;
+                if msg.hdr.msg_id <= st.last_in {
+                    if st.last_reply.request == digest {
+                        // The device lost our reply and sent the same message again.
+                        return Ok(DmResponse {
+                            status: 200,
+                            content_type: Some(st.last_reply.content_type.clone()),
+                            hmac: st.last_reply.hmac.clone(),
+                            body: state::unb64(&st.last_reply.body),
+                            device: Some(device_id),
+                            session: Some(rec.token),
+                            note: "repeated message: the same reply again".into(),
+                        });
+                    }
+                    return Err(Refusal::new(
+                        400,
+                        format!("replayed MsgID {} (last {})", msg.hdr.msg_id, st.last_in),
+                    ));
+                }
+                (rec, st)
+            }
+            None => {
+                if !is_package1(&msg) {
+                    return Err(Refusal::new(404, "unknown session".into()));
+                }
+                let token = Nonce::generate(&mut OsRandom)
+                    .map(|n| hex(n.as_bytes()))
+                    .map_err(|e| Refusal::new(500, e.to_string()))?;
+                let rec = SessionRecord {
+                    token,
+                    device_id: device_id.clone(),
+                    session_id: msg.hdr.session_id.clone(),
+                    initiator: if has_alert(&msg, 1200) { "server" } else { "client" }.into(),
+                    status: SessionStatus::Active,
+                    messages: 0,
+                    commands_sent: 0,
+                    error: None,
+                    remote_addr: req.remote_addr.clone(),
+                    started_at: now,
+                    updated_at: now,
+                    ended_at: None,
+                    engine: String::new(),
+                };
+                (rec, EngineState::new(&msg, &media_type))
+            }
+        };
+        let is_new = rec.messages == 0;
+
+        // The device: registered, registered now, or refused like a wrong password.
+        let (device, register) = match store.device(&device_id).map_err(Refusal::store)? {
+            Some(d) => (d, None),
+            None if cfg.registration == Registration::Open => {
+                let d = new_device(&device_id, now).map_err(|e| Refusal::new(500, e))?;
+                (d.clone(), Some(d))
+            }
+            None => return self.refuse_unknown(&msg, enc, &media_type, &device_id, ip_key, now),
+        };
+
+        let token = rec.token.clone();
+        let mut turn = Turn::new(cfg, now, device, st, rec, enc);
+        let mut pending = |n: usize| store.pending_commands(&device_id, n).map_err(|e| e.to_string());
+        let reply = turn
+            .run(&msg, &req.body, req.hmac.as_deref(), &mut pending)
+            .map_err(|e| Refusal::new(500, e))?;
+        let body = encode(&reply, enc).map_err(|e| Refusal::new(500, e.to_string()))?;
+        let hmac = turn.reply_hmac(&body);
+        if let Some(why) = &turn.auth_failed {
+            Metrics::inc(&self.metrics.auth_failures);
+            self.limiter.fail(&dev_key, now);
+            if let Some(k) = &ip_key {
+                self.limiter.fail(k, now);
+            }
+            tracing::warn!(device = %device_id, remote = ?req.remote_addr, reason = %why, "device authentication failed");
+        } else {
+            self.limiter.clear(&dev_key);
+        }
+        turn.st.last_reply = LastReply {
+            request: digest,
+            content_type: media_type.clone(),
+            hmac: hmac.clone(),
+            body: state::b64(&body),
+        };
+        let ended = turn.ended();
+        let (sent, answered) = (turn.sent_now, turn.answered_now);
+        let authenticated = turn.st.authenticated;
+        let mut commit = turn.into_commit().map_err(|e| Refusal::new(500, e))?;
+        commit.register = register.clone();
+        if is_new && has_alert(&msg, 1200) {
+            if let Ok(sid) = u16::from_str_radix(msg.hdr.session_id.trim(), 16) {
+                commit.answered_notification = Some((device_id.clone(), sid));
+            }
+        }
+        if !authenticated {
+            // An unauthenticated message changes nothing about the device but the
+            // nonce its challenge carries.
+            if let Some(d) = commit.device.as_mut() {
+                d.inventory.clear();
+                d.last_seen = None;
+                d.last_session = None;
+            }
+            commit.events.clear();
+            commit.commands.clear();
+            commit.register = None;
+        }
+        store.commit(&commit).map_err(Refusal::store)?;
+
+        let m = &self.metrics;
+        if is_new && authenticated {
+            Metrics::inc(&m.sessions_started);
+        }
+        if register.is_some() && authenticated {
+            Metrics::inc(&m.devices_registered);
+        }
+        m.commands_sent.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
+        m.commands_answered.fetch_add(answered as u64, std::sync::atomic::Ordering::Relaxed);
+        let note = match ended {
+            Some(SessionStatus::Completed) => {
+                Metrics::inc(&m.sessions_completed);
+                "session completed".to_owned()
+            }
+            Some(SessionStatus::Aborted) => {
+                Metrics::inc(&m.sessions_aborted);
+                "session aborted".to_owned()
+            }
+            Some(SessionStatus::Refused) => {
+                Metrics::inc(&m.sessions_refused);
+                "session refused".to_owned()
+            }
+            _ if !authenticated => "credentials refused, challenged".to_owned(),
+            _ => format!("message {} answered ({sent} commands sent)", msg.hdr.msg_id),
+        };
+        Ok(DmResponse {
+            status: 200,
+            content_type: Some(media_type),
+            hmac,
+            body,
+            device: Some(device_id),
+            session: Some(token),
+            note,
+        })
+    }
+
+    /// A device that is not registered gets what a wrong password gets: 401 with a
+    /// fresh challenge, and nothing is stored.
+    fn refuse_unknown(
+        &self,
+        msg: &SyncMl,
+        enc: Encoding,
+        media_type: &str,
+        device_id: &str,
+        ip_key: Option<String>,
+        now: Millis,
+    ) -> Result<DmResponse, Refusal> {
+        let incoming = Incoming::new(&msg.hdr, None, &[]);
+        let offered = incoming
+            .cred
+            .and_then(|c| c.meta.as_deref())
+            .and_then(|m| m.type_.as_deref())
+            .and_then(AuthType::from_meta_type);
+        let t = offered.unwrap_or(AuthType::Md5).max(AuthType::Md5);
+        let v = Verifier::refuse_unknown_user(t, device_id, &mut OsRandom)
+            .map_err(|e| Refusal::new(500, e.to_string()))?;
+        let mut b = MessageBuilder::reply_to(&msg.hdr, 1);
+        for c in &msg.body.commands {
+            if !matches!(c, Command::Status(_) | Command::Results(_)) {
+                b.status_for(c, v.status);
+            }
+        }
+        b.status_for_header_with(v.status, v.chal);
+        Metrics::inc(&self.metrics.auth_failures);
+        self.limiter.fail(&format!("dev:{device_id}"), now);
+        if let Some(k) = ip_key {
+            self.limiter.fail(&k, now);
+        }
+        tracing::warn!(device = %device_id, "unknown device refused");
+        self.respond(b.finish(), enc, media_type, None, device_id, None, "credentials refused, challenged")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &self,
+        reply: SyncMl,
+        enc: Encoding,
+        media_type: &str,
+        hmac: Option<String>,
+        device_id: &str,
+        session: Option<String>,
+        note: &str,
+    ) -> Result<DmResponse, Refusal> {
+        let body = encode(&reply, enc).map_err(|e| Refusal::new(500, e.to_string()))?;
+        Ok(DmResponse {
+            status: 200,
+            content_type: Some(media_type.to_owned()),
+            hmac,
+            body,
+            device: Some(device_id.to_owned()),
+            session,
+            note: note.to_owned(),
+        })
     }
 
     /// Ends sessions idle longer than the timeout. Returns how many.

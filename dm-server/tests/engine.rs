@@ -1,0 +1,660 @@
+//! The server session engine without HTTP: our device engine (dm-client) and the
+//! server engine exchange messages in memory, over a real SQLite store.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dm_client::account::{provision, AccountSpec};
+use dm_client::session::{ClientSession, Config as ClientConfig, Reply, SessionError, Step, Trigger};
+use dm_server::spec::CommandSpec;
+use dm_server::store::{
+    self, ClientAuth, CommandQuery, CommandRecord, CommandState, Device, NewCommand,
+    SessionQuery, SessionStatus, SqliteStore, Store,
+};
+use dm_server::{Config, DmRequest, DmResponse, Server};
+use dm_tree::DmTree;
+use syncml_core::auth::UserKey;
+use syncml_core::{decode, encode, Command, Encoding, MessageBuilder, StatusCode};
+
+const BASE: &str = "http://dm.test";
+const DEV: &str = "IMEI:490154203237518";
+
+struct Rig {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> Config {
+    Config {
+        server_id: "srv".into(),
+        public_url: Some(BASE.into()),
+        ..Config::default()
+    }
+}
+
+fn rig_with(cfg: Config) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("dm.sqlite")).unwrap();
+    Rig {
+        server: Server::new(Arc::new(store), cfg),
+        _dir: dir,
+    }
+}
+
+fn rig() -> Rig {
+    rig_with(config())
+}
+
+/// Registers the device with these credentials (`none` for none).
+fn register(store: &dyn Store, auth: &str, server_auth: Option<&str>) {
+    store
+        .add_device(&Device {
+            id: DEV.into(),
+            auth: (auth != "none").then(|| ClientAuth {
+                auth_type: auth.into(),
+                username: "dev".into(),
+                key: UserKey::new("dev", "devpw").key_b64().to_owned(),
+            }),
+            nonce: String::new(),
+            server_auth: server_auth.map(|t| store::ServerAuth {
+                auth_type: t.into(),
+                password: "srvpw".into(),
+            }),
+            server_nonce: String::new(),
+            tags: vec![],
+            notify_addr: None,
+            inventory: Default::default(),
+            registered_by: "provisioned".into(),
+            created_at: 0,
+            last_seen: None,
+            last_session: None,
+        })
+        .unwrap();
+}
+
+/// The device's tree with an account for the server.
+fn handset(auth: &str, password: &str, server_auth: bool) -> DmTree {
+    let info: Vec<(String, String)> = [
+        ("DevId", DEV),
+        ("Man", "Acme"),
+        ("Mod", "X1"),
+        ("Lang", "en"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut dm = DmTree::in_memory(&info).unwrap();
+    provision(
+        &mut dm,
+        &AccountSpec {
+            name: "srv".into(),
+            server_id: "srv".into(),
+            addr: format!("{BASE}/dm"),
+            auth_type: auth.into(),
+            user: "dev".into(),
+            password: password.into(),
+            server_auth: server_auth.then(|| ("srv".to_owned(), "srvpw".to_owned())),
+        },
+    )
+    .unwrap();
+    dm
+}
+
+fn queue(store: &dyn Store, request: Option<&str>, specs: &[&str]) -> Vec<CommandRecord> {
+    let cmds: Vec<NewCommand> = specs
+        .iter()
+        .map(|s| NewCommand {
+            device_id: DEV.into(),
+            request_id: request.map(str::to_owned),
+            spec: serde_json::from_str::<CommandSpec>(s)
+                .unwrap()
+                .normalized()
+                .unwrap(),
+            created_by: Some("test".into()),
+        })
+        .collect();
+    store.queue_commands(&cmds, 1).unwrap()
+}
+
+fn request(t: &dm_client::session::Transmit) -> DmRequest {
+    DmRequest {
+        body: t.body.clone(),
+        content_type: Some(t.content_type.to_owned()),
+        hmac: t.hmac.clone(),
+        token: t
+            .url
+            .strip_prefix(&format!("{BASE}/dm/s/"))
+            .map(str::to_owned),
+        remote_addr: Some("192.0.2.7".into()),
+    }
+}
+
+/// Runs one session of the device against the server, in memory. Returns the
+/// outcome and every request/response pair.
+fn session_on(
+    servers: &[&Server],
+    dm: &mut DmTree,
+    trigger: Trigger,
+    cfg: ClientConfig,
+) -> (Result<(), SessionError>, Vec<(DmRequest, DmResponse)>) {
+    let now = Instant::now();
+    let (mut s, mut step) = ClientSession::start(dm, cfg, "srv", trigger, vec![], now).unwrap();
+    let mut log = Vec::new();
+    for i in 0.. {
+        assert!(i < 200, "runaway session");
+        match step {
+            Step::Send(t) => {
+                let req = request(&t);
+                let server = servers[i % servers.len()];
+                let resp = server.handle_dm(&req, store::now_millis());
+                let reply = Reply {
+                    status: resp.status,
+                    content_type: resp.content_type.clone(),
+                    hmac: resp.hmac.clone(),
+                    body: resp.body.clone(),
+                };
+                log.push((req, resp));
+                step = s.receive(dm, &mut dm_tree::Headless, reply, Instant::now());
+            }
+            Step::Done(o) => return (o.result, log),
+            Step::Download(_) => panic!("no downloads here"),
+        }
+    }
+    unreachable!()
+}
+
+fn session(server: &Server, dm: &mut DmTree, enc: Encoding) -> (Result<(), SessionError>, Vec<(DmRequest, DmResponse)>) {
+    let cfg = ClientConfig {
+        encoding: enc,
+        ..ClientConfig::default()
+    };
+    session_on(
+        &[server],
+        dm,
+        Trigger::Client {
+            session_id: "1".into(),
+        },
+        cfg,
+    )
+}
+
+fn command(store: &dyn Store, id: i64) -> CommandRecord {
+    store.command(id).unwrap().unwrap()
+}
+
+#[test]
+fn a_full_session_delivers_queued_commands_and_stores_their_results() {
+    for enc in [Encoding::Xml, Encoding::Wbxml] {
+        let r = rig();
+        let store = &*r.server.store;
+        register(store, "md5", None);
+        let q = queue(
+            store,
+            Some("req-1"),
+            &[
+                r#"{"cmd":"Replace","target":"./DevDetail/Ext/Note","data":"hello"}"#,
+                r#"{"cmd":"Add","target":"./Vendor","format":"node"}"#,
+                r#"{"cmd":"Get","target":"./DevInfo/Mod"}"#,
+            ],
+        );
+        let mut dm = handset("DIGEST", "devpw", false);
+        let (res, log) = session(&r.server, &mut dm, enc);
+        res.unwrap();
+        // Package 1 -> 2, 3 -> 4 (statuses only): two round trips.
+        assert_eq!(log.len(), 2, "{enc:?}");
+        for (_, resp) in &log {
+            assert_eq!(resp.status, 200);
+            assert_eq!(resp.content_type.as_deref(), Some(enc.media_type()));
+            assert_eq!(Encoding::detect(&resp.body).unwrap(), enc);
+        }
+        let get = command(store, q[2].id);
+        assert_eq!(get.state, CommandState::Done);
+        assert_eq!(get.status, Some(200));
+        assert_eq!(get.results[0].items[0].data, "X1");
+        assert_eq!(get.results[0].items[0].source, "./DevInfo/Mod");
+        // The Replace of a node the device does not have fails, and says so.
+        let rep = command(store, q[0].id);
+        assert_eq!(rep.state, CommandState::Failed, "{rep:?}");
+        assert!(rep.status.unwrap() >= 400);
+        let add = command(store, q[1].id);
+        assert_eq!((add.state, add.status), (CommandState::Done, Some(200)));
+        assert_eq!(dm.tree.get("./Vendor").map(|_| ()), Some(()));
+        // Inventory: DevInfo from package 1, DevDetail from the server's own Get.
+        let d = store.device(DEV).unwrap().unwrap();
+        assert_eq!(d.inventory.get("./DevInfo/Man").map(String::as_str), Some("Acme"));
+        assert!(d.inventory.contains_key("./DevDetail/FwV"), "{:?}", d.inventory);
+        assert!(d.last_seen.is_some());
+        let hist = store
+            .sessions(&SessionQuery {
+                device_id: Some(DEV.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hist.len(), 1);
+        assert_eq!(hist[0].status, SessionStatus::Completed);
+        assert_eq!(hist[0].messages, 2);
+        assert_eq!(hist[0].commands_sent, 3);
+    }
+}
+
+#[test]
+fn basic_md5_and_hmac_devices_authenticate_and_the_nonce_rotates() {
+    for (dev_auth, tree_auth) in [("basic", "BASIC"), ("md5", "DIGEST"), ("hmac", "HMAC")] {
+        let r = rig();
+        let store = &*r.server.store;
+        register(store, dev_auth, None);
+        let q = queue(store, None, &[r#"{"cmd":"Get","target":"./DevInfo/Man"}"#]);
+        let mut dm = handset(tree_auth, "devpw", false);
+        let before = store.device(DEV).unwrap().unwrap().nonce;
+        for round in 0..2 {
+            let (res, _) = session(&r.server, &mut dm, Encoding::Xml);
+            res.unwrap_or_else(|e| panic!("{dev_auth} round {round}: {e}"));
+        }
+        assert_eq!(command(store, q[0].id).results[0].items[0].data, "Acme");
+        let after = store.device(DEV).unwrap().unwrap().nonce;
+        if dev_auth != "basic" {
+            assert_ne!(before, after, "{dev_auth}: a fresh nonce per session");
+        }
+    }
+}
+
+#[test]
+fn wrong_credentials_run_nothing_store_nothing_and_are_rate_limited() {
+    let r = rig_with(Config {
+        max_auth_failures: 4,
+        ..config()
+    });
+    let store = &*r.server.store;
+    register(store, "md5", None);
+    let q = queue(store, None, &[r#"{"cmd":"Add","target":"./Evil","format":"node"}"#]);
+    let mut dm = handset("DIGEST", "wrong", false);
+    let (res, log) = session(&r.server, &mut dm, Encoding::Xml);
+    assert!(matches!(res, Err(SessionError::ClientAuth(_))), "{res:?}");
+    for (_, resp) in &log {
+        let m = decode(&resp.body).unwrap();
+        assert!(m.hdr.resp_uri.is_none(), "no RespURI before authentication");
+        for c in &m.body.commands {
+            let Command::Status(s) = c else {
+                panic!("only Status in a refusal, got {}", c.name())
+            };
+            assert!(matches!(s.data.code(), 401 | 407), "{s:?}");
+        }
+    }
+    assert!(dm.tree.get("./Evil").is_none());
+    assert_eq!(command(store, q[0].id).state, CommandState::Queued);
+    let d = store.device(DEV).unwrap().unwrap();
+    assert!(d.inventory.is_empty(), "nothing from an unauthenticated device");
+    assert!(d.last_seen.is_none());
+    // Four failures used up the allowance: the next attempt is refused unread.
+    let (_, log) = session(&r.server, &mut dm, Encoding::Xml);
+    assert_eq!(log.last().unwrap().1.status, 429);
+    // The right password from another device id is not affected by this one's limit
+    // (but shares the address): a fresh rig shows the limit is per key.
+    assert!(r.server.metrics.auth_failures.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+}
+
+#[test]
+fn an_unknown_device_is_refused_exactly_like_a_wrong_password() {
+    let r = rig();
+    let mut dm = handset("DIGEST", "devpw", false);
+    let (res, log) = session(&r.server, &mut dm, Encoding::Xml);
+    assert!(res.is_err());
+    let unknown = decode(&log[0].1.body).unwrap();
+    // Same device registered, wrong password.
+    let r2 = rig();
+    register(&*r2.server.store, "md5", None);
+    let mut dm2 = handset("DIGEST", "wrong", false);
+    let (_, log2) = session(&r2.server, &mut dm2, Encoding::Xml);
+    let wrong = decode(&log2[0].1.body).unwrap();
+    let shape = |m: &syncml_core::SyncMl| -> Vec<(String, u16, Option<String>)> {
+        m.body
+            .commands
+            .iter()
+            .map(|c| match c {
+                Command::Status(s) => (
+                    s.cmd.clone(),
+                    s.data.code(),
+                    s.chal.as_ref().and_then(|c| c.meta.type_.clone()),
+                ),
+                other => (other.name().to_owned(), 0, None),
+            })
+            .collect()
+    };
+    assert_eq!(shape(&unknown), shape(&wrong));
+    assert_eq!(unknown.hdr.resp_uri, wrong.hdr.resp_uri);
+    assert!(r.server.store.device(DEV).unwrap().is_none());
+}
+
+#[test]
+fn open_registration_registers_a_device_on_first_contact() {
+    let r = rig_with(Config {
+        registration: dm_server::config::Registration::Open,
+        ..config()
+    });
+    let mut dm = handset("BASIC", "whatever", false);
+    let (res, _) = session(&r.server, &mut dm, Encoding::Xml);
+    res.unwrap();
+    let d = r.server.store.device(DEV).unwrap().unwrap();
+    assert_eq!(d.registered_by, "first-contact");
+    assert_eq!(d.inventory.get("./DevInfo/Mod").map(String::as_str), Some("X1"));
+}
+
+#[test]
+fn small_messages_large_objects_and_many_commands_span_several_messages() {
+    let r = rig();
+    let store = &*r.server.store;
+    register(store, "md5", None);
+    let big: String = (0..12_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let mut specs: Vec<String> = vec![
+        r#"{"cmd":"Add","target":"./Vendor","format":"node"}"#.into(),
+        format!(r#"{{"cmd":"Add","target":"./Vendor/Big","data":"{big}"}}"#),
+        r#"{"cmd":"Get","target":"./Vendor/Big"}"#.into(),
+    ];
+    for i in 0..40 {
+        specs.push(format!(r#"{{"cmd":"Add","target":"./Vendor/N{i}","data":"value {i}"}}"#));
+    }
+    let refs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let q = queue(store, None, &refs);
+    let mut dm = handset("DIGEST", "devpw", false);
+    let cfg = ClientConfig {
+        max_msg_size: 3000,
+        ..ClientConfig::default()
+    };
+    let (res, log) = session_on(
+        &[&r.server],
+        &mut dm,
+        Trigger::Client {
+            session_id: "9".into(),
+        },
+        cfg,
+    );
+    res.unwrap();
+    assert!(log.len() > 8, "{} round trips", log.len());
+    for (_, resp) in &log {
+        assert!(resp.body.len() <= 3000, "{} bytes to a 3000-byte device", resp.body.len());
+    }
+    for c in &q {
+        let c = command(store, c.id);
+        assert_eq!(c.state, CommandState::Done, "{c:?}");
+    }
+    // The large value went down in chunks and came back in chunks, whole.
+    let got = command(store, q[2].id);
+    assert_eq!(got.results.iter().flat_map(|r| &r.items).next().unwrap().data, big);
+}
+
+#[test]
+fn atomic_and_sequence_results_are_stored_per_sub_command() {
+    let r = rig();
+    let store = &*r.server.store;
+    register(store, "none", None);
+    let q = queue(
+        store,
+        None,
+        &[
+            r#"{"cmd":"Atomic","commands":[{"cmd":"Add","target":"./A1","data":"1"},
+               {"cmd":"Replace","target":"./Missing","data":"2"}]}"#,
+            r#"{"cmd":"Sequence","commands":[{"cmd":"Add","target":"./S1","data":"x"},
+               {"cmd":"Get","target":"./S1"}]}"#,
+        ],
+    );
+    let mut dm = handset("BASIC", "devpw", false);
+    session(&r.server, &mut dm, Encoding::Wbxml).0.unwrap();
+    let atomic = command(store, q[0].id);
+    assert_eq!(atomic.state, CommandState::Failed);
+    assert_eq!(atomic.status, Some(507));
+    assert!(dm.tree.get("./A1").is_none(), "rolled back");
+    let paths: Vec<Vec<u32>> = atomic.results.iter().map(|r| r.path.clone()).collect();
+    assert!(paths.contains(&vec![0]) && paths.contains(&vec![1]), "{paths:?}");
+    let seq = command(store, q[1].id);
+    assert_eq!((seq.state, seq.status), (CommandState::Done, Some(200)));
+    let get = seq.results.iter().find(|r| r.path == vec![1]).unwrap();
+    assert_eq!(get.items[0].data, "x");
+}
+
+#[test]
+fn a_session_moves_between_server_instances_sharing_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dm.sqlite");
+    let a = Server::new(Arc::new(SqliteStore::open(&path).unwrap()), config());
+    let b = Server::new(Arc::new(SqliteStore::open(&path).unwrap()), config());
+    register(&*a.store, "hmac", None);
+    let q = queue(&*a.store, None, &[r#"{"cmd":"Get","target":"./DevInfo/Lang"}"#]);
+    let mut dm = handset("HMAC", "devpw", false);
+    let (res, log) = session_on(
+        &[&a, &b],
+        &mut dm,
+        Trigger::Client {
+            session_id: "3".into(),
+        },
+        ClientConfig::default(),
+    );
+    res.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(command(&*b.store, q[0].id).results[0].items[0].data, "en");
+}
+
+#[test]
+fn replayed_and_unknown_messages_are_refused_and_a_lost_reply_is_sent_again() {
+    let r = rig();
+    let store = &*r.server.store;
+    register(store, "none", None);
+    queue(store, None, &[r#"{"cmd":"Add","target":"./Once","format":"node"}"#]);
+    let mut dm = handset("BASIC", "devpw", false);
+    let (res, log) = session(&r.server, &mut dm, Encoding::Xml);
+    res.unwrap();
+    // Package 3 again, byte for byte (its reply was lost): the same reply, nothing
+    // runs twice. The session has ended, so only an active one could; use package 1
+    // of a new session instead.
+    let (pkg3, reply4) = &log[1];
+    let again = r.server.handle_dm(pkg3, store::now_millis());
+    assert_eq!(again.status, 404, "the session is over: {}", again.note);
+    let _ = reply4;
+
+    // A session in progress: package 1 sent twice.
+    let mut dm = handset("BASIC", "devpw", false);
+    let (mut s, step) = ClientSession::start(
+        &dm,
+        ClientConfig::default(),
+        "srv",
+        Trigger::Client {
+            session_id: "44".into(),
+        },
+        vec![],
+        Instant::now(),
+    )
+    .unwrap();
+    let Step::Send(t) = step else { panic!() };
+    let req = request(&t);
+    let first = r.server.handle_dm(&req, store::now_millis());
+    let second = r.server.handle_dm(&req, store::now_millis());
+    assert_eq!(first.status, 200);
+    assert_eq!(second.body, first.body, "a repeated message gets the same reply");
+    // The same MsgID with other content is a replay: refused.
+    let mut m = decode(&req.body).unwrap();
+    m.hdr.source.loc_name = Some("someone".into());
+    let forged = DmRequest {
+        body: encode(&m, Encoding::Xml).unwrap(),
+        ..req.clone()
+    };
+    assert_eq!(r.server.handle_dm(&forged, store::now_millis()).status, 400);
+    // The session goes on normally.
+    let step = s.receive(
+        &mut dm,
+        &mut dm_tree::Headless,
+        Reply {
+            status: 200,
+            content_type: first.content_type.clone(),
+            hmac: None,
+            body: first.body.clone(),
+        },
+        Instant::now(),
+    );
+    assert!(matches!(step, Step::Send(_)));
+
+    // A token nobody issued, a message that is no package 1 for no session.
+    let bogus = DmRequest {
+        token: Some("00ff".into()),
+        ..req.clone()
+    };
+    assert_eq!(r.server.handle_dm(&bogus, store::now_millis()).status, 404);
+    let mut m = decode(&req.body).unwrap();
+    m.hdr.session_id = "999".into();
+    m.hdr.msg_id = 5;
+    m.body.commands.retain(|c| !matches!(c, Command::Alert(_)));
+    let orphan = DmRequest {
+        body: encode(&m, Encoding::Xml).unwrap(),
+        ..req.clone()
+    };
+    assert_eq!(r.server.handle_dm(&orphan, store::now_millis()).status, 404);
+}
+
+#[test]
+fn malformed_requests_get_http_errors_and_the_server_keeps_serving() {
+    let r = rig();
+    register(&*r.server.store, "none", None);
+    let cases: Vec<(DmRequest, u16)> = vec![
+        (
+            DmRequest {
+                body: b"<SyncML><SyncHdr>".to_vec(),
+                content_type: Some("application/vnd.syncml.dm+xml".into()),
+                ..Default::default()
+            },
+            400,
+        ),
+        (
+            DmRequest {
+                body: b"<SyncML/>".to_vec(),
+                content_type: Some("text/plain".into()),
+                ..Default::default()
+            },
+            415,
+        ),
+        (
+            DmRequest {
+                body: vec![b' '; 2 << 20],
+                content_type: Some("application/vnd.syncml.dm+xml".into()),
+                ..Default::default()
+            },
+            413,
+        ),
+        (
+            DmRequest {
+                body: vec![0x02, 0x00, 0x00, 0x6a, 0xff, 0xff],
+                content_type: Some("application/vnd.syncml.dm+wbxml".into()),
+                ..Default::default()
+            },
+            400,
+        ),
+    ];
+    for (req, want) in cases {
+        let resp = r.server.handle_dm(&req, store::now_millis());
+        assert_eq!(resp.status, want, "{}", resp.note);
+        assert!(!resp.note.is_empty());
+    }
+    // A DTD version we do not speak gets a SyncML 505.
+    let mut b = MessageBuilder::client(syncml_core::DmVersion::V1_2, "1", DEV, "x");
+    b.alert_code(syncml_core::AlertCode::ClientInitiated);
+    let mut m = b.finish();
+    m.hdr.ver_dtd = "3.0".into();
+    let resp = r.server.handle_dm(
+        &DmRequest {
+            body: encode(&m, Encoding::Xml).unwrap(),
+            content_type: Some("application/vnd.syncml+xml".into()),
+            ..Default::default()
+        },
+        store::now_millis(),
+    );
+    let m = decode(&resp.body).unwrap();
+    let Command::Status(s) = &m.body.commands[0] else { panic!() };
+    assert_eq!(s.data, StatusCode::DtdVersionNotSupported);
+    // DS media types are answered in kind.
+    assert_eq!(resp.content_type.as_deref(), Some("application/vnd.syncml+xml"));
+    let mut dm = handset("BASIC", "devpw", false);
+    session(&r.server, &mut dm, Encoding::Xml).0.unwrap();
+}
+
+#[test]
+fn a_session_that_goes_quiet_expires_and_its_commands_return_to_the_queue() {
+    let r = rig();
+    let store = &*r.server.store;
+    register(store, "none", None);
+    let q = queue(store, None, &[r#"{"cmd":"Get","target":"./DevInfo/Mod"}"#]);
+    let dm = handset("BASIC", "devpw", false);
+    let (_s, step) = ClientSession::start(
+        &dm,
+        ClientConfig::default(),
+        "srv",
+        Trigger::Client {
+            session_id: "5".into(),
+        },
+        vec![],
+        Instant::now(),
+    )
+    .unwrap();
+    let Step::Send(t) = step else { panic!() };
+    let t0 = store::now_millis();
+    assert_eq!(r.server.handle_dm(&request(&t), t0).status, 200);
+    assert_eq!(command(store, q[0].id).state, CommandState::Sent);
+    // The device never answers.
+    assert_eq!(r.server.expire_idle(t0 + 10_000), 0, "not idle yet");
+    assert_eq!(r.server.expire_idle(t0 + 301_000), 1);
+    let c = command(store, q[0].id);
+    assert_eq!((c.state, c.attempts), (CommandState::Queued, 1));
+    let hist = store
+        .sessions(&SessionQuery {
+            device_id: Some(DEV.into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(hist[0].status, SessionStatus::Expired);
+    // The next session delivers it.
+    let mut dm = handset("BASIC", "devpw", false);
+    session(&r.server, &mut dm, Encoding::Xml).0.unwrap();
+    assert_eq!(command(store, q[0].id).state, CommandState::Done);
+}
+
+#[test]
+fn a_device_that_demands_server_credentials_gets_them() {
+    // dm-client demands the server's credentials in the account's own type.
+    for (t, tree_t) in [("basic", "BASIC"), ("md5", "DIGEST"), ("hmac", "HMAC")] {
+        let r = rig();
+        let store = &*r.server.store;
+        register(store, t, Some(t));
+        let q = queue(store, None, &[r#"{"cmd":"Add","target":"./Trusted","format":"node"}"#]);
+        let mut dm = handset(tree_t, "devpw", true);
+        let (res, _) = session(&r.server, &mut dm, Encoding::Xml);
+        res.unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(command(store, q[0].id).state, CommandState::Done, "{t}");
+        assert!(dm.tree.get("./Trusted").is_some());
+    }
+}
+
+#[test]
+fn a_notification_initiated_session_is_recorded_as_such() {
+    let r = rig();
+    let store = &*r.server.store;
+    register(store, "none", None);
+    store.add_notification(DEV, 0x1A2B, b"pkg0", 1).unwrap();
+    let mut dm = handset("BASIC", "devpw", false);
+    let (res, _) = session_on(
+        &[&r.server],
+        &mut dm,
+        Trigger::Server { session_id: 0x1A2B },
+        ClientConfig::default(),
+    );
+    res.unwrap();
+    let hist = store
+        .sessions(&SessionQuery {
+            device_id: Some(DEV.into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(hist[0].initiator, "server");
+    assert_eq!(hist[0].session_id, "1A2B");
+    let n = store.notifications(DEV, 5).unwrap();
+    assert!(n[0].answered_at.is_some(), "{n:?}");
+    let _ = CommandQuery::default();
+}

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dm_client::account::{provision, AccountSpec};
-use dm_client::session::{ClientSession, Config as ClientConfig, Reply, SessionError, Step, Trigger};
+use dm_client::session::{
+    ClientSession, Config as ClientConfig, Reply, SessionError, Step, Trigger,
+};
 use dm_server::spec::CommandSpec;
 use dm_server::store::{
-    self, ClientAuth, CommandQuery, CommandRecord, CommandState, Device, NewCommand,
-    SessionQuery, SessionStatus, SqliteStore, Store,
+    self, ClientAuth, CommandQuery, CommandRecord, CommandState, Device, NewCommand, SessionQuery,
+    SessionStatus, SqliteStore, Store,
 };
 use dm_server::{Config, DmRequest, DmResponse, Server};
 use dm_tree::DmTree;
@@ -163,7 +165,11 @@ fn session_on(
     unreachable!()
 }
 
-fn session(server: &Server, dm: &mut DmTree, enc: Encoding) -> (Result<(), SessionError>, Vec<(DmRequest, DmResponse)>) {
+fn session(
+    server: &Server,
+    dm: &mut DmTree,
+    enc: Encoding,
+) -> (Result<(), SessionError>, Vec<(DmRequest, DmResponse)>) {
     let cfg = ClientConfig {
         encoding: enc,
         ..ClientConfig::default()
@@ -221,8 +227,15 @@ fn a_full_session_delivers_queued_commands_and_stores_their_results() {
         assert_eq!(dm.tree.get("./Vendor").map(|_| ()), Some(()));
         // Inventory: DevInfo from package 1, DevDetail from the server's own Get.
         let d = store.device(DEV).unwrap().unwrap();
-        assert_eq!(d.inventory.get("./DevInfo/Man").map(String::as_str), Some("Acme"));
-        assert!(d.inventory.contains_key("./DevDetail/FwV"), "{:?}", d.inventory);
+        assert_eq!(
+            d.inventory.get("./DevInfo/Man").map(String::as_str),
+            Some("Acme")
+        );
+        assert!(
+            d.inventory.contains_key("./DevDetail/FwV"),
+            "{:?}",
+            d.inventory
+        );
         assert!(d.last_seen.is_some());
         let hist = store
             .sessions(&SessionQuery {
@@ -267,7 +280,11 @@ fn wrong_credentials_run_nothing_store_nothing_and_are_rate_limited() {
     });
     let store = &*r.server.store;
     register(store, "md5", None);
-    let q = queue(store, None, &[r#"{"cmd":"Add","target":"./Evil","format":"node"}"#]);
+    let q = queue(
+        store,
+        None,
+        &[r#"{"cmd":"Add","target":"./Evil","format":"node"}"#],
+    );
     let mut dm = handset("DIGEST", "wrong", false);
     let (res, log) = session(&r.server, &mut dm, Encoding::Xml);
     assert!(matches!(res, Err(SessionError::ClientAuth(_))), "{res:?}");
@@ -284,14 +301,23 @@ fn wrong_credentials_run_nothing_store_nothing_and_are_rate_limited() {
     assert!(dm.tree.get("./Evil").is_none());
     assert_eq!(command(store, q[0].id).state, CommandState::Queued);
     let d = store.device(DEV).unwrap().unwrap();
-    assert!(d.inventory.is_empty(), "nothing from an unauthenticated device");
+    assert!(
+        d.inventory.is_empty(),
+        "nothing from an unauthenticated device"
+    );
     assert!(d.last_seen.is_none());
     // Four failures used up the allowance: the next attempt is refused unread.
     let (_, log) = session(&r.server, &mut dm, Encoding::Xml);
     assert_eq!(log.last().unwrap().1.status, 429);
     // The right password from another device id is not affected by this one's limit
     // (but shares the address): a fresh rig shows the limit is per key.
-    assert!(r.server.metrics.auth_failures.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    assert!(
+        r.server
+            .metrics
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
+    );
 }
 
 #[test]
@@ -337,7 +363,10 @@ fn open_registration_registers_a_device_on_first_contact() {
     res.unwrap();
     let d = r.server.store.device(DEV).unwrap().unwrap();
     assert_eq!(d.registered_by, "first-contact");
-    assert_eq!(d.inventory.get("./DevInfo/Mod").map(String::as_str), Some("X1"));
+    assert_eq!(
+        d.inventory.get("./DevInfo/Mod").map(String::as_str),
+        Some("X1")
+    );
 }
 
 #[test]
@@ -345,14 +374,18 @@ fn small_messages_large_objects_and_many_commands_span_several_messages() {
     let r = rig();
     let store = &*r.server.store;
     register(store, "md5", None);
-    let big: String = (0..12_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let big: String = (0..12_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     let mut specs: Vec<String> = vec![
         r#"{"cmd":"Add","target":"./Vendor","format":"node"}"#.into(),
         format!(r#"{{"cmd":"Add","target":"./Vendor/Big","data":"{big}"}}"#),
         r#"{"cmd":"Get","target":"./Vendor/Big"}"#.into(),
     ];
     for i in 0..40 {
-        specs.push(format!(r#"{{"cmd":"Add","target":"./Vendor/N{i}","data":"value {i}"}}"#));
+        specs.push(format!(
+            r#"{{"cmd":"Add","target":"./Vendor/N{i}","data":"value {i}"}}"#
+        ));
     }
     let refs: Vec<&str> = specs.iter().map(String::as_str).collect();
     let q = queue(store, None, &refs);
@@ -372,7 +405,11 @@ fn small_messages_large_objects_and_many_commands_span_several_messages() {
     res.unwrap();
     assert!(log.len() > 8, "{} round trips", log.len());
     for (_, resp) in &log {
-        assert!(resp.body.len() <= 3000, "{} bytes to a 3000-byte device", resp.body.len());
+        assert!(
+            resp.body.len() <= 3000,
+            "{} bytes to a 3000-byte device",
+            resp.body.len()
+        );
     }
     for c in &q {
         let c = command(store, c.id);
@@ -380,7 +417,15 @@ fn small_messages_large_objects_and_many_commands_span_several_messages() {
     }
     // The large value went down in chunks and came back in chunks, whole.
     let got = command(store, q[2].id);
-    assert_eq!(got.results.iter().flat_map(|r| &r.items).next().unwrap().data, big);
+    assert_eq!(
+        got.results
+            .iter()
+            .flat_map(|r| &r.items)
+            .next()
+            .unwrap()
+            .data,
+        big
+    );
 }
 
 #[test]
@@ -405,7 +450,10 @@ fn atomic_and_sequence_results_are_stored_per_sub_command() {
     assert_eq!(atomic.status, Some(507));
     assert!(dm.tree.get("./A1").is_none(), "rolled back");
     let paths: Vec<Vec<u32>> = atomic.results.iter().map(|r| r.path.clone()).collect();
-    assert!(paths.contains(&vec![0]) && paths.contains(&vec![1]), "{paths:?}");
+    assert!(
+        paths.contains(&vec![0]) && paths.contains(&vec![1]),
+        "{paths:?}"
+    );
     let seq = command(store, q[1].id);
     assert_eq!((seq.state, seq.status), (CommandState::Done, Some(200)));
     let get = seq.results.iter().find(|r| r.path == vec![1]).unwrap();
@@ -419,7 +467,11 @@ fn a_session_moves_between_server_instances_sharing_the_store() {
     let a = Server::new(Arc::new(SqliteStore::open(&path).unwrap()), config());
     let b = Server::new(Arc::new(SqliteStore::open(&path).unwrap()), config());
     register(&*a.store, "hmac", None);
-    let q = queue(&*a.store, None, &[r#"{"cmd":"Get","target":"./DevInfo/Lang"}"#]);
+    let q = queue(
+        &*a.store,
+        None,
+        &[r#"{"cmd":"Get","target":"./DevInfo/Lang"}"#],
+    );
     let mut dm = handset("HMAC", "devpw", false);
     let (res, log) = session_on(
         &[&a, &b],
@@ -439,7 +491,11 @@ fn replayed_and_unknown_messages_are_refused_and_a_lost_reply_is_sent_again() {
     let r = rig();
     let store = &*r.server.store;
     register(store, "none", None);
-    queue(store, None, &[r#"{"cmd":"Add","target":"./Once","format":"node"}"#]);
+    queue(
+        store,
+        None,
+        &[r#"{"cmd":"Add","target":"./Once","format":"node"}"#],
+    );
     let mut dm = handset("BASIC", "devpw", false);
     let (res, log) = session(&r.server, &mut dm, Encoding::Xml);
     res.unwrap();
@@ -469,7 +525,10 @@ fn replayed_and_unknown_messages_are_refused_and_a_lost_reply_is_sent_again() {
     let first = r.server.handle_dm(&req, store::now_millis());
     let second = r.server.handle_dm(&req, store::now_millis());
     assert_eq!(first.status, 200);
-    assert_eq!(second.body, first.body, "a repeated message gets the same reply");
+    assert_eq!(
+        second.body, first.body,
+        "a repeated message gets the same reply"
+    );
     // The same MsgID with other content is a replay: refused.
     let mut m = decode(&req.body).unwrap();
     m.hdr.source.loc_name = Some("someone".into());
@@ -566,10 +625,15 @@ fn malformed_requests_get_http_errors_and_the_server_keeps_serving() {
         store::now_millis(),
     );
     let m = decode(&resp.body).unwrap();
-    let Command::Status(s) = &m.body.commands[0] else { panic!() };
+    let Command::Status(s) = &m.body.commands[0] else {
+        panic!()
+    };
     assert_eq!(s.data, StatusCode::DtdVersionNotSupported);
     // DS media types are answered in kind.
-    assert_eq!(resp.content_type.as_deref(), Some("application/vnd.syncml+xml"));
+    assert_eq!(
+        resp.content_type.as_deref(),
+        Some("application/vnd.syncml+xml")
+    );
     let mut dm = handset("BASIC", "devpw", false);
     session(&r.server, &mut dm, Encoding::Xml).0.unwrap();
 }
@@ -622,7 +686,11 @@ fn a_device_that_demands_server_credentials_gets_them() {
         let r = rig();
         let store = &*r.server.store;
         register(store, t, Some(t));
-        let q = queue(store, None, &[r#"{"cmd":"Add","target":"./Trusted","format":"node"}"#]);
+        let q = queue(
+            store,
+            None,
+            &[r#"{"cmd":"Add","target":"./Trusted","format":"node"}"#],
+        );
         let mut dm = handset(tree_t, "devpw", true);
         let (res, _) = session(&r.server, &mut dm, Encoding::Xml);
         res.unwrap_or_else(|e| panic!("{t}: {e}"));

@@ -168,16 +168,20 @@ impl Server {
                 }
             }
         };
-        self.metrics
-            .dm_micros
-            .fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.dm_micros.fetch_add(
+            t0.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         resp
     }
 
     fn dispatch(&self, req: &DmRequest, now: Millis) -> Result<DmResponse, Refusal> {
         let cfg = &self.config;
         if req.body.len() > cfg.max_message_size {
-            return Err(Refusal::new(413, format!("{} bytes: over the limit", req.body.len())));
+            return Err(Refusal::new(
+                413,
+                format!("{} bytes: over the limit", req.body.len()),
+            ));
         }
         let enc = match req.content_type.as_deref() {
             Some(ct) => Encoding::from_media_type(ct)
@@ -201,15 +205,28 @@ impl Server {
             let mut b = MessageBuilder::reply_to(&msg.hdr, 1);
             b.status_for_header(StatusCode::DtdVersionNotSupported);
             let reply = b.finish();
-            return self.respond(reply, enc, &media_type, None, &device_id, None, "DTD version not supported");
+            return self.respond(
+                reply,
+                enc,
+                &media_type,
+                None,
+                &device_id,
+                None,
+                "DTD version not supported",
+            );
         }
         let ip_key = req.remote_addr.as_deref().map(|a| format!("ip:{a}"));
         let dev_key = format!("dev:{device_id}");
         if self.limiter.blocked(&dev_key, now)
-            || ip_key.as_deref().is_some_and(|k| self.limiter.blocked(k, now))
+            || ip_key
+                .as_deref()
+                .is_some_and(|k| self.limiter.blocked(k, now))
         {
             Metrics::inc(&self.metrics.rate_limited);
-            return Err(Refusal::new(429, format!("too many failed logins ({device_id})")));
+            return Err(Refusal::new(
+                429,
+                format!("too many failed logins ({device_id})"),
+            ));
         }
 
         // The session: by the token of the RespURI, else by device and SessionID.
@@ -265,7 +282,12 @@ impl Server {
                     token,
                     device_id: device_id.clone(),
                     session_id: msg.hdr.session_id.clone(),
-                    initiator: if has_alert(&msg, 1200) { "server" } else { "client" }.into(),
+                    initiator: if has_alert(&msg, 1200) {
+                        "server"
+                    } else {
+                        "client"
+                    }
+                    .into(),
                     status: SessionStatus::Active,
                     messages: 0,
                     commands_sent: 0,
@@ -276,7 +298,12 @@ impl Server {
                     ended_at: None,
                     engine: String::new(),
                 };
-                (rec, EngineState::new(&msg, &media_type))
+                // Our MsgIDs follow the device's: a device resending package 1 after
+                // a refusal the server did not keep (an unknown id, an ended
+                // session) never sees a MsgID twice.
+                let mut st = EngineState::new(&msg, &media_type);
+                st.last_out = msg.hdr.msg_id.saturating_sub(1);
+                (rec, st)
             }
         };
         let is_new = rec.messages == 0;
@@ -293,7 +320,11 @@ impl Server {
 
         let token = rec.token.clone();
         let mut turn = Turn::new(cfg, now, device, st, rec, enc);
-        let mut pending = |n: usize| store.pending_commands(&device_id, n).map_err(|e| e.to_string());
+        let mut pending = |n: usize| {
+            store
+                .pending_commands(&device_id, n)
+                .map_err(|e| e.to_string())
+        };
         let reply = turn
             .run(&msg, &req.body, req.hmac.as_deref(), &mut pending)
             .map_err(|e| Refusal::new(500, e))?;
@@ -346,8 +377,10 @@ impl Server {
         if register.is_some() && authenticated {
             Metrics::inc(&m.devices_registered);
         }
-        m.commands_sent.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
-        m.commands_answered.fetch_add(answered as u64, std::sync::atomic::Ordering::Relaxed);
+        m.commands_sent
+            .fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
+        m.commands_answered
+            .fetch_add(answered as u64, std::sync::atomic::Ordering::Relaxed);
         let note = match ended {
             Some(SessionStatus::Completed) => {
                 Metrics::inc(&m.sessions_completed);
@@ -395,7 +428,7 @@ impl Server {
         let t = offered.unwrap_or(AuthType::Md5).max(AuthType::Md5);
         let v = Verifier::refuse_unknown_user(t, device_id, &mut OsRandom)
             .map_err(|e| Refusal::new(500, e.to_string()))?;
-        let mut b = MessageBuilder::reply_to(&msg.hdr, 1);
+        let mut b = MessageBuilder::reply_to(&msg.hdr, msg.hdr.msg_id);
         for c in &msg.body.commands {
             if !matches!(c, Command::Status(_) | Command::Results(_)) {
                 b.status_for(c, v.status);
@@ -408,7 +441,15 @@ impl Server {
             self.limiter.fail(&k, now);
         }
         tracing::warn!(device = %device_id, "unknown device refused");
-        self.respond(b.finish(), enc, media_type, None, device_id, None, "credentials refused, challenged")
+        self.respond(
+            b.finish(),
+            enc,
+            media_type,
+            None,
+            device_id,
+            None,
+            "credentials refused, challenged",
+        )
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -214,7 +214,9 @@ pub fn pack(commands: Vec<Command>) -> Result<Option<String>, String> {
     let mut msg = b.finish();
     msg.body.commands = commands;
     let bytes = encode(&msg, Encoding::Xml).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map(Some).map_err(|e| e.to_string())
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// The commands [`pack`] stored.
@@ -270,7 +272,9 @@ mod tests {
         c.cmd_id = 7;
         let cmds = vec![
             Command::GetFirmwareUpdate(c),
-            Command::Replace(ItemCmd::new(vec![Item::target("./A").with_data("a < b & c")])),
+            Command::Replace(ItemCmd::new(vec![
+                Item::target("./A").with_data("a < b & c")
+            ])),
         ];
         let packed = pack(cmds.clone()).unwrap();
         assert_eq!(unpack(packed.as_deref()).unwrap(), cmds);

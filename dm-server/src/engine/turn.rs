@@ -149,7 +149,10 @@ impl<'a> Turn<'a> {
             b.status_for_header_with(code, chal);
             self.end(
                 SessionStatus::Aborted,
-                Some(format!("more than {} messages", self.cfg.max_session_messages)),
+                Some(format!(
+                    "more than {} messages",
+                    self.cfg.max_session_messages
+                )),
             );
             return self.finish_reply(b.finish(), Outbox::default(), false);
         }
@@ -207,7 +210,10 @@ impl<'a> Turn<'a> {
         );
         if self.server_refused {
             // The device refused our credentials: what it refused goes again.
-            for c in state::unpack(self.st.last_sent.as_deref())?.into_iter().rev() {
+            for c in state::unpack(self.st.last_sent.as_deref())?
+                .into_iter()
+                .rev()
+            {
                 outbox.push_front(c);
             }
         }

@@ -528,6 +528,11 @@ impl Pollers {
             .unwrap_or(0)
     }
 
+    /// How many devices have a long-poll waiting.
+    pub fn devices(&self) -> usize {
+        self.waiting.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Wakes the long-polls of `device`.
     pub fn wake(&self, device: &str) {
         if let Ok(map) = self.waiting.lock() {

@@ -12,6 +12,7 @@
 //!
 //! Times are milliseconds since the Unix epoch ([`Millis`]).
 
+mod common;
 mod postgres;
 mod sqlite;
 
@@ -469,12 +470,11 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names: `postgres://...` (or `postgresql://`), else an
 /// SQLite file path (`sqlite:` prefix optional).
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
-    // PLACEHOLDER until the stores implement Store.
-    let _ = (
-        PostgresStore::open(url),
-        SqliteStore::open(std::path::Path::new(url)),
-    );
-    Err(StoreError::Db("not implemented".into()))
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStore::open(url)?));
+    }
+    let path = url.strip_prefix("sqlite:").unwrap_or(url);
+    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
 }
 
 /// The current time.

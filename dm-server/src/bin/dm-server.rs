@@ -229,6 +229,8 @@ enum CommandCmd {
     Cancel { id: i64 },
 }
 
+/// Commands are queued in this order: every --spec, then --get, --add, --replace,
+/// --delete, --exec (each in the order given).
 #[derive(Debug, Args)]
 struct QueueArgs {
     /// A target device (repeatable).

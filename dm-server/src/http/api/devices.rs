@@ -1,0 +1,86 @@
+//! `/api/v1/devices`: the registry.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{require_device, to_value, Ctx, Reply};
+use crate::ops::{self, NewDevice};
+use crate::store::DeviceQuery;
+
+/// `GET /devices?after=&limit=&tag=`: a page of devices in id order; `next` is the
+/// `after` of the next page (null on the last).
+pub(crate) fn list(ctx: &Ctx) -> Reply {
+    let limit = ctx.limit()?;
+    let devices = ctx.server.store.devices(&DeviceQuery {
+        after: ctx.query("after").map(String::from),
+        limit,
+        tag: ctx.query("tag").map(String::from),
+    })?;
+    let next = (devices.len() == limit)
+        .then(|| devices.last().map(|d| d.id.clone()))
+        .flatten();
+    let views: Vec<_> = devices
+        .iter()
+        .map(|d| ops::device_view(d, &ctx.server.config, Some(&ctx.pollers), ctx.now))
+        .collect();
+    Ok((200, json!({ "devices": views, "next": next })))
+}
+
+/// `POST /devices`: one device (an object) or many (an array; existing ids skipped).
+pub(crate) fn add(ctx: &Ctx) -> Reply {
+    let value: serde_json::Value = ctx.body()?;
+    if value.is_array() {
+        let inputs: Vec<NewDevice> = serde_json::from_value(value)
+            .map_err(|e| ops::OpsError::Invalid(format!("bad device list: {e}")))?;
+        let added = ops::add_devices(ctx.server.store.as_ref(), &inputs, ctx.now)?;
+        return Ok((201, json!({ "submitted": inputs.len(), "added": added })));
+    }
+    let input: NewDevice = serde_json::from_value(value)
+        .map_err(|e| ops::OpsError::Invalid(format!("bad device: {e}")))?;
+    let d = ops::add_device(ctx.server.store.as_ref(), &input, ctx.now)?;
+    let view = ops::device_view(&d, &ctx.server.config, Some(&ctx.pollers), ctx.now);
+    Ok((201, to_value(&view)?))
+}
+
+/// `GET /devices/{id}`: the device with its inventory, presence and latest
+/// notifications.
+pub(crate) fn show(ctx: &Ctx) -> Reply {
+    let d = require_device(ctx, ctx.param())?;
+    let view = ops::device_view(&d, &ctx.server.config, Some(&ctx.pollers), ctx.now);
+    let mut value = to_value(&view)?;
+    let notes = ctx.server.store.notifications(&d.id, 10)?;
+    value["notifications"] = to_value(&notes)?;
+    Ok((200, value))
+}
+
+/// `DELETE /devices/{id}`: the device and everything recorded about it.
+pub(crate) fn delete(ctx: &Ctx) -> Reply {
+    let id = ctx.param();
+    if ctx.server.store.delete_device(id)? {
+        Ok((200, json!({ "deleted": id })))
+    } else {
+        Err(ops::OpsError::NotFound(format!("no device {id:?}")))
+    }
+}
+
+/// `GET /devices/{id}/events?limit=`: what the device reported, newest first.
+pub(crate) fn events(ctx: &Ctx) -> Reply {
+    let d = require_device(ctx, ctx.param())?;
+    let events = ctx.server.store.events(&d.id, ctx.limit()?)?;
+    Ok((200, json!({ "events": events })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyBody {
+    #[serde(default)]
+    ui_mode: Option<String>,
+}
+
+/// `POST /devices/{id}/notify` with `{"ui_mode": "background"}` (optional).
+pub(crate) fn notify(ctx: &Ctx) -> Reply {
+    let body: NotifyBody = ctx.body_or_default()?;
+    let mode = ops::parse_ui_mode(body.ui_mode.as_deref().unwrap_or("not-specified"))?;
+    let outcome = ops::notify(&ctx.server, Some(&ctx.pollers), ctx.param(), mode, ctx.now)?;
+    Ok((200, to_value(&outcome)?))
+}

@@ -1,0 +1,58 @@
+//! `/api/v1/sessions`: the session history.
+
+use serde_json::json;
+
+use super::{require_device, to_value, Ctx, Reply};
+use crate::ops::OpsError;
+use crate::store::{SessionQuery, SessionStatus};
+
+/// `GET /sessions?device=&status=&before=&limit=` (newest first), also
+/// `GET /devices/{id}/sessions`.
+pub(crate) fn list_for(ctx: &Ctx, device: Option<String>) -> Reply {
+    if ctx.params.len() == 1 {
+        require_device(ctx, ctx.param())?;
+    }
+    let status = ctx
+        .query("status")
+        .map(|s| {
+            SessionStatus::parse(s).ok_or_else(|| {
+                OpsError::Invalid(format!(
+                    "status {s:?} is not one of active, completed, aborted, refused, expired"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = ctx.limit()?;
+    let sessions = ctx.server.store.sessions(&SessionQuery {
+        device_id: device,
+        status,
+        before: ctx.query_num("before")?,
+        limit,
+    })?;
+    let next = (sessions.len() == limit)
+        .then(|| sessions.last().map(|s| s.started_at))
+        .flatten();
+    Ok((200, json!({ "sessions": sessions, "next": next })))
+}
+
+/// `GET /sessions/{token}`: one session with the commands it carried.
+pub(crate) fn show(ctx: &Ctx) -> Reply {
+    let token = ctx.param();
+    let s = ctx
+        .server
+        .store
+        .session(token)?
+        .ok_or_else(|| OpsError::NotFound(format!("no session {token:?}")))?;
+    let mut value = to_value(&s)?;
+    let commands = ctx.server.store.commands(&crate::store::CommandQuery {
+        device_id: Some(s.device_id.clone()),
+        limit: 1000,
+        ..Default::default()
+    })?;
+    let carried: Vec<_> = commands
+        .into_iter()
+        .filter(|c| c.session.as_deref() == Some(token))
+        .collect();
+    value["commands"] = to_value(&carried)?;
+    Ok((200, value))
+}

@@ -1,0 +1,332 @@
+//! The `dm-server` binary: the store commands on a real SQLite data directory, and
+//! `serve` answering over HTTP and stopping on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dm-server");
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("DM_SERVER_ADMIN_TOKEN")
+        .env_remove("DM_DEVICE_PASSWORD")
+        .output()
+        .unwrap()
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = run(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs and expects failure; returns stderr.
+fn fails(data: &Path, args: &[&str]) -> String {
+    let out = run(data, args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn devices_are_added_listed_shown_and_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let out = ok(
+        data,
+        &[
+            "device",
+            "add",
+            "IMEI:1",
+            "--auth",
+            "hmac",
+            "--password",
+            "pw",
+            "--tag",
+            "eu",
+            "--server-password",
+            "srv",
+        ],
+    );
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["auth"]["type"], "hmac");
+    assert_eq!(d["auth"]["username"], "IMEI:1");
+    assert_eq!(d["server_auth"], "md5");
+    assert!(!out.contains("pw\""), "{out}");
+    assert!(data.join("dm-server.sqlite").exists());
+
+    assert!(fails(data, &["device", "add", "IMEI:1"]).contains("exists"));
+    assert!(fails(data, &["device", "add", "bad\tid"]).contains("control"));
+    assert!(fails(data, &["device", "add", "x", "--notify-addr", "tcp://h:1"]).contains("udp://"));
+
+    std::fs::write(
+        data.join("fleet.csv"),
+        "id,password,tags\nIMEI:2,p2,eu;beta\nIMEI:3,p3,\n",
+    )
+    .unwrap();
+    let csv = data.join("fleet.csv");
+    assert!(ok(data, &["device", "import", csv.to_str().unwrap()]).contains("added 2 devices"));
+    // Again: the ids exist, nothing is added.
+    assert!(ok(data, &["device", "import", csv.to_str().unwrap()]).contains("added 0 devices"));
+    let out = ok(
+        data,
+        &[
+            "device",
+            "import",
+            "--generate",
+            "25",
+            "--prefix",
+            "G-",
+            "--password",
+            "x",
+        ],
+    );
+    assert!(out.contains("added 25 devices"), "{out}");
+
+    let table = ok(data, &["device", "list", "--tag", "eu"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains("IMEI:1") && table.contains("IMEI:2") && !table.contains("IMEI:3"));
+    let all: Value =
+        serde_json::from_str(&ok(data, &["device", "list", "--json", "--limit", "1000"])).unwrap();
+    let ids: Vec<_> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 28);
+    assert_eq!(ids[0], "G-0000000");
+    assert!(ids.contains(&"G-0000024"));
+
+    let shown: Value = serde_json::from_str(&ok(data, &["device", "show", "IMEI:2"])).unwrap();
+    assert_eq!(shown["tags"], serde_json::json!(["beta", "eu"]));
+    assert_eq!(shown["online"], false);
+    assert!(fails(data, &["device", "show", "nope"]).contains("no device"));
+    assert!(ok(data, &["device", "delete", "IMEI:3"]).contains("deleted"));
+    assert!(fails(data, &["device", "show", "IMEI:3"]).contains("no device"));
+}
+
+#[test]
+fn commands_are_queued_idempotently_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(data, &["device", "add", "d1"]);
+    ok(data, &["device", "add", "d2"]);
+    let args = [
+        "command",
+        "queue",
+        "--device",
+        "d1",
+        "--device",
+        "d2",
+        "--request-id",
+        "r1",
+        "--get",
+        "./DevDetail/FwV",
+        "--replace",
+        "./Vendor/Volume=7",
+        "--spec",
+        r#"{"cmd":"Exec","target":"./FUMO/1/Update","correlator":"c1"}"#,
+    ];
+    let first: Value = serde_json::from_str(&ok(data, &args)).unwrap();
+    let cmds = first["commands"].as_array().unwrap();
+    assert_eq!(cmds.len(), 6);
+    assert_eq!(cmds[0]["created_by"], "cli");
+    let names: Vec<_> = cmds[..3]
+        .iter()
+        .map(|c| c["spec"]["cmd"].as_str().unwrap())
+        .collect();
+    // --spec first, then the shorthands in the order get, replace.
+    assert_eq!(names, ["Exec", "Get", "Replace"]);
+    assert_eq!(cmds[2]["spec"]["items"][0]["data"], "7");
+    let again: Value = serde_json::from_str(&ok(data, &args)).unwrap();
+    assert_eq!(first["commands"], again["commands"]);
+
+    let table = ok(data, &["command", "list", "--device", "d1"]);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.contains("./DevDetail/FwV") && table.contains("queued"));
+    let listed: Value = serde_json::from_str(&ok(
+        data,
+        &["command", "list", "--json", "--state", "queued"],
+    ))
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 6);
+
+    let id = cmds[0]["id"].as_i64().unwrap().to_string();
+    let c: Value = serde_json::from_str(&ok(data, &["command", "cancel", &id])).unwrap();
+    assert_eq!(c["state"], "cancelled");
+    let shown: Value = serde_json::from_str(&ok(data, &["command", "show", &id])).unwrap();
+    assert_eq!(shown["state"], "cancelled");
+
+    let e = fails(
+        data,
+        &["command", "queue", "--device", "ghost", "--get", "./A"],
+    );
+    assert!(e.contains("unknown devices: ghost"), "{e}");
+    let e = fails(
+        data,
+        &[
+            "command",
+            "queue",
+            "--device",
+            "d1",
+            "--spec",
+            r#"{"cmd":"Get"}"#,
+        ],
+    );
+    assert!(e.contains("at least one item"), "{e}");
+    let e = fails(
+        data,
+        &["command", "queue", "--device", "d1", "--replace", "./A"],
+    );
+    assert!(e.contains("PATH=VALUE"), "{e}");
+    assert!(fails(data, &["command", "queue", "--device", "d1"]).contains("no command"));
+}
+
+#[test]
+fn tokens_are_created_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let secret = ok(data, &["token", "create", "ci", "--role", "operator"]);
+    let secret = secret.trim();
+    assert!(secret.len() >= 43, "{secret}");
+    assert!(secret
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    let list = ok(data, &["token", "list"]);
+    assert!(list.contains("ci") && list.contains("operator") && !list.contains(secret));
+    assert!(fails(data, &["token", "create", "ci"]).contains("exists"));
+    assert!(fails(data, &["token", "create", "x", "--role", "god"]).contains("role"));
+    assert!(ok(data, &["token", "delete", "ci"]).contains("deleted"));
+    assert!(fails(data, &["token", "delete", "ci"]).contains("no token"));
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(data, &["device", "add", "IMEI:9"]);
+    let secret = "bootstrap-secret-0123456789";
+    let mut child = Command::new(BIN)
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "json"])
+        .env("DM_SERVER_ADMIN_TOKEN", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("dm-server listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(format!("{url}/healthz")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "ok\n");
+    // The bootstrap token is an admin token, and the server sees what the CLI added.
+    let mut r = agent
+        .get(format!("{url}/api/v1/tokens"))
+        .header("Authorization", format!("Bearer {secret}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(tokens["tokens"][0]["name"], "bootstrap");
+    let mut r = agent
+        .get(format!("{url}/api/v1/devices"))
+        .header("Authorization", format!("Bearer {secret}"))
+        .call()
+        .unwrap();
+    let devices: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(devices["devices"][0]["id"], "IMEI:9");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // One JSON log line per request, with the structured fields.
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    let api_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["path"] == "/api/v1/tokens")
+        .unwrap_or_else(|| panic!("no log line for the request: {logs}"));
+    assert_eq!(api_line["fields"]["status"], 200);
+    assert_eq!(api_line["fields"]["token"], "bootstrap");
+    assert_eq!(api_line["fields"]["role"], "admin");
+    assert_eq!(api_line["fields"]["method"], "GET");
+
+    // A short bootstrap secret is refused.
+    let out = Command::new(BIN)
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("DM_SERVER_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "serve",
+        "device",
+        "command",
+        "token",
+        "Quick start",
+        "--data",
+        "--database",
+    ] {
+        assert!(text.contains(word), "--help lacks {word}: {text}");
+    }
+    let out = Command::new(BIN)
+        .args(["command", "queue", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("--replace <PATH=VALUE>") && text.contains("--request-id"));
+}

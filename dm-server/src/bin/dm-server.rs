@@ -207,6 +207,9 @@ enum DeviceCmd {
 #[derive(Debug, Subcommand)]
 enum CommandCmd {
     /// Queue commands for devices (they go out in each device's next session).
+    ///
+    /// Commands are queued in this order: every --spec, then --get, --add,
+    /// --replace, --delete, --exec (each in the order given).
     Queue(QueueArgs),
     /// List commands, newest first.
     List {
@@ -229,8 +232,6 @@ enum CommandCmd {
     Cancel { id: i64 },
 }
 
-/// Commands are queued in this order: every --spec, then --get, --add, --replace,
-/// --delete, --exec (each in the order given).
 #[derive(Debug, Args)]
 struct QueueArgs {
     /// A target device (repeatable).

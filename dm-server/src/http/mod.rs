@@ -220,7 +220,7 @@ pub async fn shutdown_signal() {
 }
 
 /// A server running on a runtime of its own, for tests and blocking programs. It is
-/// stopped when dropped.
+/// stopped when dropped, which blocks: drop it outside any async context.
 pub struct Background {
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<Running>,

@@ -67,13 +67,13 @@ pub(crate) async fn handle(app: &App, query: Option<&str>) -> Outcome {
     };
     let wait = wait.min(app.server.config.max_poll_wait_secs);
     let deadline = Instant::now() + Duration::from_secs(wait);
-    let _present = app.pollers.register(&device);
+    let present = app.pollers.register(&device);
     let _gauge = Gauge::new(&app.server.metrics);
     let mut shutdown = app.shutdown.clone();
     loop {
         // Armed before the store is read, so a notification stored in between
         // still wakes this poll.
-        let mut woken = pin!(_present.wake().notified());
+        let mut woken = pin!(present.wake().notified());
         woken.as_mut().enable();
         let store = Arc::clone(&app.server.store);
         let id = device.clone();

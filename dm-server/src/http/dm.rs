@@ -1,9 +1,7 @@
 //! `POST /dm` and `POST /dm/s/{token}`: one DM message in, the engine's reply out.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -81,12 +79,8 @@ pub(crate) async fn handle(
         remote_addr: Some(remote.ip().to_string()),
     };
     let server = Arc::clone(&app.server);
-    let started = Instant::now();
+    // The engine counts the message and its handling time.
     let reply = tokio::task::spawn_blocking(move || server.handle_dm(&request, now_millis())).await;
-    app.server
-        .metrics
-        .dm_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     let reply = match reply {
         Ok(r) => r,
         Err(e) => {

@@ -268,8 +268,8 @@ pub fn add_devices(store: &dyn Store, inputs: &[NewDevice], now: Millis) -> Resu
 pub struct Generate {
     /// How many devices.
     pub count: u64,
-    /// Ids are `{prefix}{n}`, n from `start` (zero-padded to 7 digits, so that id
-    /// order is numeric order for up to ten million).
+    /// Ids are `{prefix}{n}`, n from `start` (zero-padded to 6 digits, as
+    /// `dm-client simulate` names its devices, from 1).
     pub prefix: String,
     pub start: u64,
     /// Client credentials of every device (user name = id), if any.
@@ -282,7 +282,7 @@ pub struct Generate {
 
 /// The id of generated device number `n`.
 pub fn generated_id(prefix: &str, n: u64) -> String {
-    format!("{prefix}{n:07}")
+    format!("{prefix}{n:06}")
 }
 
 /// Generates `spec.count` devices in batches of [`BULK_BATCH`]; `progress` is called

@@ -106,8 +106,8 @@ fn devices_are_added_listed_shown_and_imported() {
         .map(|d| d["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 28);
-    assert_eq!(ids[0], "G-0000000");
-    assert!(ids.contains(&"G-0000024"));
+    assert_eq!(ids[0], "G-000001");
+    assert!(ids.contains(&"G-000025") && !ids.contains(&"G-000026"));
 
     let shown: Value = serde_json::from_str(&ok(data, &["device", "show", "IMEI:2"])).unwrap();
     assert_eq!(shown["tags"], serde_json::json!(["beta", "eu"]));

@@ -177,13 +177,14 @@ enum DeviceCmd {
         /// server_password, tags, notify_addr) or JSON lines; `-` for stdin.
         #[arg(required_unless_present = "generate", conflicts_with = "generate")]
         file: Option<PathBuf>,
-        /// Generate this many devices named PREFIX0000000, PREFIX0000001...
+        /// Generate this many devices named PREFIX000001, PREFIX000002... (the ids
+        /// `dm-client simulate --id-prefix PREFIX` uses)
         #[arg(long, value_name = "N")]
         generate: Option<u64>,
         #[arg(long, default_value = "dev-", requires = "generate")]
         prefix: String,
         /// The first number generated.
-        #[arg(long, default_value_t = 0, requires = "generate")]
+        #[arg(long, default_value_t = 1, requires = "generate")]
         start: u64,
         /// Generated devices authenticate with this password (md5).
         #[arg(long, requires = "generate")]

@@ -1465,3 +1465,49 @@ fn postgres_concurrent_open_migrates_once() {
         Err(StoreError::Db(_))
     ));
 }
+
+/// The store's share of one DM message (session, device and queue reads, one
+/// commit), by hand: `cargo test --release -p dm-server --test store -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sqlite_message_cycle_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("speed.db")).unwrap();
+    let devices: Vec<Device> = (0..10_000)
+        .map(|i| device(&format!("IMEI:{i:015}")))
+        .collect();
+    s.add_devices(&devices).unwrap();
+    let per_thread = 20_000;
+    let t = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for th in 0..2 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    let dev = format!("IMEI:{:015}", (i * 2 + th) % 10_000);
+                    let token = format!("tok-{th}-{}", i / 3);
+                    s.session(&token).unwrap();
+                    s.device(&dev).unwrap().unwrap();
+                    s.pending_commands(&dev, 10).unwrap();
+                    s.commit(&Commit {
+                        session: Some(session(&token, &dev, "1", i as i64)),
+                        device: Some(DeviceUpdate {
+                            id: dev.clone(),
+                            nonce: Some(format!("n{i}")),
+                            last_seen: Some(i as i64),
+                            ..DeviceUpdate::default()
+                        }),
+                        ..Commit::default()
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let n = 2 * per_thread;
+    eprintln!(
+        "{n} message cycles in {:?}: {:.0}/s",
+        t.elapsed(),
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+}

@@ -703,8 +703,21 @@ fn session_commit_and_lookup(h: &Harness) {
     })
     .unwrap();
     assert_eq!(s.session("tok-1").unwrap(), Some(next.clone()));
+    // A commit built on a stale state (another message of the session was applied
+    // first, on this process or another) is refused whole.
+    let mut stale = next.clone();
+    stale.engine = "{\"state\":\"stale\"}".into();
+    assert!(matches!(
+        s.commit(&Commit {
+            session: Some(stale),
+            ..Commit::default()
+        }),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.session("tok-1").unwrap(), Some(next.clone()));
 
     let mut ended = next;
+    ended.messages = 3;
     ended.status = SessionStatus::Aborted;
     ended.error = Some("protocol".into());
     ended.ended_at = Some(160);
@@ -714,8 +727,20 @@ fn session_commit_and_lookup(h: &Harness) {
         ..Commit::default()
     })
     .unwrap();
-    assert_eq!(s.session("tok-1").unwrap(), Some(ended));
+    assert_eq!(s.session("tok-1").unwrap(), Some(ended.clone()));
     assert_eq!(s.active_session("a", "4").unwrap(), None);
+    // An ended session is not brought back by a late message.
+    let mut late = ended.clone();
+    late.messages = 4;
+    late.status = SessionStatus::Active;
+    assert!(matches!(
+        s.commit(&Commit {
+            session: Some(late),
+            ..Commit::default()
+        }),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.session("tok-1").unwrap(), Some(ended));
     assert_eq!(
         s.sessions(&SessionQuery {
             limit: 10,

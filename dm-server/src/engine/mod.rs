@@ -42,6 +42,11 @@ impl Refusal {
     }
 
     fn store(e: StoreError) -> Refusal {
+        if let StoreError::Conflict(what) = e {
+            // Two messages of one session at once: the later commit lost, nothing of
+            // it was applied; the device may send it again.
+            return Refusal::new(409, what);
+        }
         tracing::error!(error = %e, "store failure");
         Refusal::new(503, format!("store unavailable: {e}"))
     }

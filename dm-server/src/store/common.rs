@@ -146,3 +146,12 @@ pub(super) fn append_results(stored: &str, more: &[CommandResult], id: i64) -> R
     all.extend_from_slice(more);
     to_json(&all)
 }
+
+/// A commit for a session that another message (on this or another server process)
+/// advanced first, or that expired meanwhile: the commit is refused whole, so no
+/// message of a session is ever applied twice or on a stale state.
+pub(super) fn session_moved(token: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "session {token} changed meanwhile (a concurrent message, or it ended)"
+    ))
+}

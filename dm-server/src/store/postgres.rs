@@ -676,7 +676,7 @@ fn apply_commit(db: &mut Db<'_, Transaction<'_>>, c: &Commit) -> std::result::Re
         )?;
     }
     if let Some(s) = &c.session {
-        db.execute(
+        let n = db.execute(
             concat!(
                 "INSERT INTO sessions (",
                 session_cols!(),
@@ -687,7 +687,8 @@ fn apply_commit(db: &mut Db<'_, Transaction<'_>>, c: &Commit) -> std::result::Re
                  commands_sent = EXCLUDED.commands_sent, error = EXCLUDED.error, \
                  remote_addr = EXCLUDED.remote_addr, started_at = EXCLUDED.started_at, \
                  updated_at = EXCLUDED.updated_at, ended_at = EXCLUDED.ended_at, \
-                 engine = EXCLUDED.engine"
+                 engine = EXCLUDED.engine \
+                 WHERE sessions.status = 'active' AND sessions.messages = EXCLUDED.messages - 1"
             ),
             &[
                 &s.token,
@@ -705,6 +706,9 @@ fn apply_commit(db: &mut Db<'_, Transaction<'_>>, c: &Commit) -> std::result::Re
                 &s.engine,
             ],
         )?;
+        if n == 0 {
+            return Err(Fail::Store(super::common::session_moved(&s.token)));
+        }
     }
     if let Some(u) = &c.device {
         // The row stays locked from the read to the commit: a concurrent merge waits.

@@ -432,33 +432,38 @@ fn apply_commit(tx: &Transaction, c: &Commit) -> Result<()> {
             .execute(params_from_iter(device_params(d)?))?;
     }
     if let Some(s) = &c.session {
-        tx.prepare_cached(concat!(
-            "INSERT INTO sessions (",
-            session_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+        let n = tx
+            .prepare_cached(concat!(
+                "INSERT INTO sessions (",
+                session_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
              ON CONFLICT (token) DO UPDATE SET device_id = excluded.device_id, \
              session_id = excluded.session_id, initiator = excluded.initiator, \
              status = excluded.status, messages = excluded.messages, \
              commands_sent = excluded.commands_sent, error = excluded.error, \
              remote_addr = excluded.remote_addr, started_at = excluded.started_at, \
              updated_at = excluded.updated_at, ended_at = excluded.ended_at, \
-             engine = excluded.engine"
-        ))?
-        .execute(params![
-            s.token,
-            s.device_id,
-            s.session_id,
-            s.initiator,
-            s.status.as_str(),
-            s.messages,
-            s.commands_sent,
-            s.error,
-            s.remote_addr,
-            s.started_at,
-            s.updated_at,
-            s.ended_at,
-            s.engine,
-        ])?;
+             engine = excluded.engine \
+             WHERE sessions.status = 'active' AND sessions.messages = excluded.messages - 1"
+            ))?
+            .execute(params![
+                s.token,
+                s.device_id,
+                s.session_id,
+                s.initiator,
+                s.status.as_str(),
+                s.messages,
+                s.commands_sent,
+                s.error,
+                s.remote_addr,
+                s.started_at,
+                s.updated_at,
+                s.ended_at,
+                s.engine,
+            ])?;
+        if n == 0 {
+            return Err(session_moved(&s.token));
+        }
     }
     if let Some(u) = &c.device {
         // The write transaction holds the database lock: reading then writing the

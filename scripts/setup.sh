@@ -16,4 +16,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 scripts/interop-venv.sh
 cargo build --release --workspace
-echo "set-up done: target/release/dm-client demo; target/release/syncml --help, target/release/dm-tree --help"
+echo "set-up done: target/release/dm-server serve; target/release/dm-client demo; target/release/syncml --help, target/release/dm-tree --help"

@@ -674,6 +674,22 @@ fn cancel_only_queued(h: &Harness) {
         CommandState::Sent
     );
     assert_eq!(s.cancel_command(a[1].id + 100, 7).unwrap(), None);
+    // A session that read the cancelled command as pending before the cancellation
+    // cannot send it: its whole commit is refused.
+    let late = s.commit(&Commit {
+        commands: vec![CommandUpdate {
+            state: Some(CommandState::Sent),
+            session: Some("tok".into()),
+            attempt: true,
+            ..update(a[0].id, 8)
+        }],
+        ..Commit::default()
+    });
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(
+        s.command(a[0].id).unwrap().unwrap().state,
+        CommandState::Cancelled
+    );
 }
 
 // Sessions.
@@ -1165,15 +1181,24 @@ fn expire_sessions_requeues_or_fails(h: &Harness) {
             1,
         )
         .unwrap();
+    // Each attempt sends a queued command; between attempts it went back to the queue.
     let sent = |id: i64, token: &str, attempts: u32| {
-        (0..attempts)
-            .map(|_| CommandUpdate {
+        let mut out = Vec::new();
+        for i in 0..attempts {
+            if i > 0 {
+                out.push(CommandUpdate {
+                    state: Some(CommandState::Queued),
+                    ..update(id, 60)
+                });
+            }
+            out.push(CommandUpdate {
                 state: Some(CommandState::Sent),
                 session: Some(token.into()),
                 attempt: true,
                 ..update(id, 60)
-            })
-            .collect::<Vec<_>>()
+            });
+        }
+        out
     };
     let mut updates = sent(c[0].id, "old", 1);
     updates.extend(sent(c[1].id, "old", 3));

@@ -140,6 +140,9 @@ pub struct Server {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub(crate) limiter: RateLimiter,
+    /// The URL the HTTP layer actually listens on (port 0 resolved), used for
+    /// RespURI when no `public_url` is configured.
+    bound_url: std::sync::OnceLock<String>,
 }
 
 impl Server {
@@ -153,6 +156,20 @@ impl Server {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             limiter,
+            bound_url: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tells the engine the address the server really listens on.
+    pub fn set_bound_url(&self, url: String) {
+        let _ = self.bound_url.set(url.trim_end_matches('/').to_owned());
+    }
+
+    /// The base URL of RespURI: `public_url`, else the bound address.
+    pub fn base_url(&self) -> String {
+        match (&self.config.public_url, self.bound_url.get()) {
+            (None, Some(bound)) => bound.clone(),
+            _ => self.config.base_url(),
         }
     }
 
@@ -312,6 +329,16 @@ impl Server {
             }
         };
         let is_new = rec.messages == 0;
+        let was_authenticated = st.authenticated;
+        let mut st = st;
+        if req.token.is_none() && was_authenticated {
+            // Only the RespURI token, unguessable, ties a message to an
+            // authenticated session; without it the device must prove itself again
+            // (else anyone knowing a DevId and SessionID could speak in its name).
+            if let Some(v) = st.verifier.as_mut() {
+                v.authenticated = false;
+            }
+        }
 
         // The device: registered, registered now, or refused like a wrong password.
         let (device, register) = match store.device(&device_id).map_err(Refusal::store)? {
@@ -320,11 +347,15 @@ impl Server {
                 let d = new_device(&device_id, now).map_err(|e| Refusal::new(500, e))?;
                 (d.clone(), Some(d))
             }
-            None => return self.refuse_unknown(&msg, enc, &media_type, &device_id, ip_key, now),
+            None => {
+                let hmac = req.hmac.as_deref();
+                return self.refuse_unknown(&msg, hmac, enc, &media_type, &device_id, ip_key, now);
+            }
         };
 
         let token = rec.token.clone();
         let mut turn = Turn::new(cfg, now, device, st, rec, enc);
+        turn.base_url = self.base_url();
         let mut pending = |n: usize| {
             store
                 .pending_commands(&device_id, n)
@@ -338,7 +369,12 @@ impl Server {
         if let Some(why) = &turn.auth_failed {
             Metrics::inc(&self.metrics.auth_failures);
             self.limiter.fail(&dev_key, now);
-            if let Some(k) = &ip_key {
+            // A device's first refusal in a session is usually only a nonce it
+            // could not know yet (its first contact, a lost reply): the address
+            // is charged from the second on, so many devices behind one NAT or
+            // one load generator are not locked out by their first challenges.
+            let refusals = turn.st.verifier.as_ref().map_or(0, |v| v.refusals);
+            if let Some(k) = ip_key.as_ref().filter(|_| refusals > 1) {
                 self.limiter.fail(k, now);
             }
             tracing::warn!(device = %device_id, remote = ?req.remote_addr, reason = %why, "device authentication failed");
@@ -356,7 +392,7 @@ impl Server {
         let authenticated = turn.st.authenticated;
         let mut commit = turn.into_commit().map_err(|e| Refusal::new(500, e))?;
         commit.register = register.clone();
-        if is_new && has_alert(&msg, 1200) {
+        if is_new && authenticated && has_alert(&msg, 1200) {
             if let Ok(sid) = u16::from_str_radix(msg.hdr.session_id.trim(), 16) {
                 commit.answered_notification = Some((device_id.clone(), sid));
             }
@@ -373,10 +409,18 @@ impl Server {
             commit.commands.clear();
             commit.register = None;
         }
-        store.commit(&commit).map_err(Refusal::store)?;
+        if was_authenticated && !authenticated {
+            // A refused message in an authenticated session (a forgery, or a
+            // device's failing HMAC) changes nothing: not its MsgID, not the nonce,
+            // not the refusal count that would end the session.
+        } else {
+            store.commit(&commit).map_err(Refusal::store)?;
+        }
 
         let m = &self.metrics;
-        if is_new && authenticated {
+        if authenticated && !was_authenticated {
+            // A session counts as started once the device is in (after any
+            // challenge).
             Metrics::inc(&m.sessions_started);
         }
         if register.is_some() && authenticated {
@@ -415,24 +459,33 @@ impl Server {
 
     /// A device that is not registered gets what a wrong password gets: 401 with a
     /// fresh challenge, and nothing is stored.
+    #[allow(clippy::too_many_arguments)]
     fn refuse_unknown(
         &self,
         msg: &SyncMl,
+        hmac: Option<&str>,
         enc: Encoding,
         media_type: &str,
         device_id: &str,
         ip_key: Option<String>,
         now: Millis,
     ) -> Result<DmResponse, Refusal> {
-        let incoming = Incoming::new(&msg.hdr, None, &[]);
-        let offered = incoming
-            .cred
-            .and_then(|c| c.meta.as_deref())
-            .and_then(|m| m.type_.as_deref())
-            .and_then(AuthType::from_meta_type);
+        let incoming = Incoming::new(&msg.hdr, hmac, &[]);
+        let offered = match incoming.hmac {
+            Some(_) => Some(AuthType::Hmac),
+            None => incoming
+                .cred
+                .and_then(|c| c.meta.as_deref())
+                .and_then(|m| m.type_.as_deref())
+                .and_then(AuthType::from_meta_type),
+        };
         let t = offered.unwrap_or(AuthType::Md5).max(AuthType::Md5);
-        let v = Verifier::refuse_unknown_user(t, device_id, &mut OsRandom)
+        let mut v = Verifier::refuse_unknown_user(t, device_id, &mut OsRandom)
             .map_err(|e| Refusal::new(500, e.to_string()))?;
+        if msg.hdr.cred.is_none() && hmac.is_none() {
+            // What a registered device sending no credentials gets.
+            v.status = StatusCode::MissingCredentials;
+        }
         let mut b = MessageBuilder::reply_to(&msg.hdr, msg.hdr.msg_id);
         for c in &msg.body.commands {
             if !matches!(c, Command::Status(_) | Command::Results(_)) {

@@ -25,6 +25,8 @@ pub enum Origin {
 pub struct Sent {
     pub msg: u32,
     pub cmd: u32,
+    /// The tag the command had in the outbox (a large object's chunks share one).
+    pub tag: u32,
     pub name: String,
     pub origin: Origin,
     /// Its Status has come back.
@@ -90,6 +92,12 @@ pub struct EngineState {
     pub inventory_asked: bool,
     /// Queued commands taken into this session.
     pub pulled: usize,
+    /// Their ids, and those of the ones that failed (a failure is final, whatever
+    /// later chunks or copies are answered).
+    pub pulled_ids: Vec<i64>,
+    pub sent_ids: Vec<i64>,
+    pub answered_ids: Vec<i64>,
+    pub failed_ids: Vec<i64>,
     pub last_reply: LastReply,
     /// Whether the device is authenticated (no credentials required counts).
     pub authenticated: bool,
@@ -117,6 +125,10 @@ impl EngineState {
             chunks: None,
             inventory_asked: false,
             pulled: 0,
+            pulled_ids: Vec::new(),
+            sent_ids: Vec::new(),
+            answered_ids: Vec::new(),
+            failed_ids: Vec::new(),
             last_reply: LastReply::default(),
             authenticated: false,
         }

@@ -51,6 +51,8 @@ pub struct Turn<'a> {
     pub st: EngineState,
     pub rec: SessionRecord,
     pub enc: Encoding,
+    /// Where RespURI points (the server's reachable base URL).
+    pub base_url: String,
     dev: DeviceUpdate,
     updates: BTreeMap<i64, CommandUpdate>,
     events: Vec<NewEvent>,
@@ -86,6 +88,7 @@ impl<'a> Turn<'a> {
             now,
             device,
             st,
+            base_url: cfg.base_url(),
             rec,
             enc,
             dev,
@@ -389,7 +392,8 @@ impl<'a> Turn<'a> {
     }
 
     /// A Status for a command the server sent. A command of several items gets one
-    /// per item: each is kept, and the command failed if any item did.
+    /// per item: each is kept, and the command failed if any item did. Items in a
+    /// Status (the user's answer to an Alert 1102-1104) are kept with it.
     fn on_status(&mut self, s: &Status) {
         let code = s.data;
         if code == StatusCode::ChunkedItemAccepted {
@@ -404,19 +408,47 @@ impl<'a> Turn<'a> {
         };
         let first = !sent.answered;
         sent.answered = true;
-        let (name, origin) = (sent.name.clone(), sent.origin.clone());
+        let (name, origin, tag) = (sent.name.clone(), sent.origin.clone(), sent.tag);
+        if !code.is_success() {
+            // A refused chunk ends its object: the rest is not sent.
+            let large = state::unpack(self.st.out_large.as_deref()).unwrap_or_default();
+            if large.first().is_some_and(|c| c.cmd_id() == tag) {
+                self.st.out_large = None;
+            }
+        }
         let Origin::Queue { id, path } = origin else {
             return;
         };
         let top = path.is_empty();
+        let items = s
+            .items
+            .iter()
+            .map(|it| {
+                let loc = it.source.as_ref().or(it.target.as_ref());
+                let meta = it.meta.as_deref();
+                state::result_item(
+                    loc.map(|l| l.loc_uri.clone()).unwrap_or_default(),
+                    meta.and_then(|m| m.format.clone()),
+                    meta.and_then(|m| m.type_.clone()),
+                    it.data.first().and_then(Data::as_bytes).unwrap_or_default(),
+                )
+            })
+            .collect();
+        if top && !self.st.answered_ids.contains(&id) {
+            self.st.answered_ids.push(id);
+        }
+        let failed_before = self.st.failed_ids.contains(&id);
+        if top && !code.is_success() && !failed_before {
+            self.st.failed_ids.push(id);
+        }
         let u = self.update(id);
         u.results.push(CommandResult {
             cmd: name,
             path,
             status: code.into(),
-            items: Vec::new(),
+            items,
         });
-        if top && (first || !code.is_success()) {
+        if top && !failed_before && (first || !code.is_success()) {
             u.status = Some(code.into());
             u.state = Some(if code.is_success() {
                 CommandState::Done
@@ -603,6 +635,7 @@ impl<'a> Turn<'a> {
             );
             outbox.push(cmd);
             self.st.pulled += 1;
+            self.st.pulled_ids.push(rec.id);
             let token = self.rec.token.clone();
             let u = self.update(rec.id);
             u.state = Some(CommandState::Sent);
@@ -641,7 +674,7 @@ impl<'a> Turn<'a> {
         self.st.last_out += 1;
         reply.hdr.msg_id = self.st.last_out;
         if self.ended.is_none() && self.st.authenticated {
-            reply.hdr.resp_uri = Some(format!("{}/dm/s/{}", self.cfg.base_url(), self.rec.token));
+            reply.hdr.resp_uri = Some(format!("{}/dm/s/{}", self.base_url, self.rec.token));
         }
         let meta = reply.hdr.meta.get_or_insert_with(Default::default);
         meta.max_msg_size = Some(self.cfg.max_message_size as u64);
@@ -658,11 +691,16 @@ impl<'a> Turn<'a> {
         let complete = if device_open || self.ended.is_some() {
             outbox.is_empty()
         } else {
+            // Never below 1 KiB (a header and a chunk must fit), never above what
+            // the server itself accepts.
             let budget = self
                 .st
                 .client_max_msg
                 .unwrap_or(self.cfg.default_client_message_size)
-                .min(self.cfg.max_message_size as u64 * 16) as usize;
+                .clamp(
+                    MIN_MESSAGE,
+                    (self.cfg.max_message_size as u64).max(MIN_MESSAGE),
+                ) as usize;
             outbox.fill(&mut reply, self.enc, budget)?
         };
         reply.body.is_final = complete && !device_open;
@@ -688,18 +726,28 @@ impl<'a> Turn<'a> {
         }
         for ((tag, id), name) in tags.into_iter().zip(ids).zip(names) {
             if let Some((_, origin)) = self.st.tags.iter().find(|(t, _)| *t == tag) {
-                if matches!(&origin, Origin::Queue { path, .. } if path.is_empty()) {
-                    self.sent_now += 1;
+                if let Origin::Queue { id, path } = &origin {
+                    if path.is_empty() && !self.st.sent_ids.contains(id) {
+                        self.sent_now += 1;
+                        self.st.sent_ids.push(*id);
+                    }
                 }
                 self.st.sent.push(Sent {
                     msg: self.st.last_out,
                     cmd: id,
+                    tag,
                     name,
                     origin: origin.clone(),
                     answered: false,
                 });
             }
         }
+        // Answers come for the message just sent; older answered entries are only
+        // kept for Gets, whose Results may still be arriving in chunks.
+        let last = self.st.last_out;
+        self.st
+            .sent
+            .retain(|s| !s.answered || s.name == "Get" || s.msg + 2 > last);
         self.rec.commands_sent += self.sent_now;
         self.st.last_sent = state::pack(sent_cmds)?;
         let (large, queue) = outbox.into_parts();
@@ -720,32 +768,30 @@ impl<'a> Turn<'a> {
         Ok(reply)
     }
 
-    /// At the end of a session: queued commands sent but never answered failed. (A
-    /// command sent twice, or in chunks, counts as answered when any copy was.)
+    /// At the end of a session: queued commands taken but never sent go back to the
+    /// queue; those sent but never answered failed (a command sent twice, or in
+    /// chunks, counts as answered when any copy was).
     fn close_unanswered(&mut self) {
-        let top = |s: &Sent| match &s.origin {
-            Origin::Queue { id, path } if path.is_empty() => Some(*id),
-            _ => None,
-        };
-        let answered: std::collections::BTreeSet<i64> = self
-            .st
-            .sent
-            .iter()
-            .filter(|s| s.answered)
-            .filter_map(top)
-            .collect();
-        let open: std::collections::BTreeSet<i64> = self
-            .st
-            .sent
-            .iter()
-            .filter_map(top)
-            .filter(|id| !answered.contains(id))
-            .collect();
-        for id in open {
+        let sent = self.st.sent_ids.clone();
+        let answered = self.st.answered_ids.clone();
+        for id in self.st.pulled_ids.clone() {
+            if answered.contains(&id) || self.st.failed_ids.contains(&id) {
+                continue;
+            }
             let u = self.update(id);
-            if u.state.is_none() || u.state == Some(CommandState::Sent) {
+            if !matches!(u.state, None | Some(CommandState::Sent)) {
+                continue;
+            }
+            if sent.contains(&id) {
                 u.state = Some(CommandState::Failed);
                 u.error = Some("the session ended before the device answered".into());
+            } else {
+                // Never left the server: it goes out in a later session. Its state
+                // is set without `Sent` ever having been committed only if pulled in
+                // this very message; a state of queued is right either way.
+                u.state = Some(CommandState::Queued);
+                u.session = None;
+                u.attempt = false;
             }
         }
     }
@@ -755,6 +801,9 @@ impl<'a> Turn<'a> {
 fn stored_nonce(b64: &str) -> Nonce {
     Nonce::from_b64(b64).unwrap_or_default()
 }
+
+/// The smallest message the server cuts its packages to, whatever the device says.
+const MIN_MESSAGE: u64 = 1024;
 
 /// Inventory values one message may set, and the longest value kept.
 const MAX_INVENTORY: usize = 256;

@@ -164,6 +164,8 @@ pub async fn start(server: Arc<Server>) -> Result<Running, HttpError> {
     let addr = listener
         .local_addr()
         .map_err(|e| HttpError::Bind(config.listen, e))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    server.set_bound_url(format!("{scheme}://{addr}"));
     let (stop, shutdown) = watch::channel(false);
     let app = App {
         server,

@@ -155,3 +155,10 @@ pub(super) fn session_moved(token: &str) -> StoreError {
         "session {token} changed meanwhile (a concurrent message, or it ended)"
     ))
 }
+
+/// A commit that would send a command no longer queued (cancelled by an operator, or
+/// taken by another session meanwhile): refused whole, so a command is never sent
+/// twice or after its cancellation.
+pub(super) fn command_taken(id: i64) -> StoreError {
+    StoreError::Conflict(format!("command {id} is no longer queued"))
+}

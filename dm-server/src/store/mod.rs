@@ -268,7 +268,7 @@ pub struct SessionRecord {
     pub status: SessionStatus,
     /// Messages received from the device.
     pub messages: u32,
-    /// Commands the server sent (queued ones and its own).
+    /// Queued commands the server sent (not its own inventory Gets).
     pub commands_sent: u32,
     /// Why it ended badly.
     pub error: Option<String>,
@@ -430,7 +430,10 @@ pub trait Store: Send + Sync + 'static {
     /// The active session of a device with this SyncML SessionID.
     fn active_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionRecord>>;
     fn sessions(&self, query: &SessionQuery) -> Result<Vec<SessionRecord>>;
-    /// Writes everything one message changed, in one transaction.
+    /// Writes everything one message changed, in one transaction. Refused whole
+    /// ([`StoreError::Conflict`]) when the session's stored state is not the one
+    /// the commit follows (its `messages` must be the stored count plus one, and the
+    /// session active), or when a command it marks `sent` is no longer queued.
     fn commit(&self, commit: &Commit) -> Result<()>;
     /// Ends active sessions not updated since `idle_since` (status expired), and puts
     /// the commands they sent but got no status for back in the queue (or fails them

@@ -752,11 +752,11 @@ fn apply_commit(db: &mut Db<'_, Transaction<'_>>, c: &Commit) -> std::result::Re
                 None => None,
             }
         };
-        db.execute(
+        let n = db.execute(
             "UPDATE commands SET state = COALESCE($2, state), status = COALESCE($3, status), \
              results = COALESCE($4, results), session = COALESCE($5, session), \
              attempts = attempts + $6, error = COALESCE($7, error), updated_at = $8 \
-             WHERE id = $1",
+             WHERE id = $1 AND ($2::text IS DISTINCT FROM 'sent' OR state = 'queued')",
             &[
                 &u.id,
                 &u.state.map(CommandState::as_str),
@@ -768,6 +768,9 @@ fn apply_commit(db: &mut Db<'_, Transaction<'_>>, c: &Commit) -> std::result::Re
                 &u.at,
             ],
         )?;
+        if n == 0 && u.state == Some(CommandState::Sent) {
+            return Err(Fail::Store(super::common::command_taken(u.id)));
+        }
     }
     for e in &c.events {
         db.execute(

@@ -506,22 +506,26 @@ fn apply_commit(tx: &Transaction, c: &Commit) -> Result<()> {
                 .map(|s| append_results(&s, &u.results, u.id))
                 .transpose()?
         };
-        tx.prepare_cached(
-            "UPDATE commands SET state = COALESCE(?2, state), status = COALESCE(?3, status), \
+        let n = tx
+            .prepare_cached(
+                "UPDATE commands SET state = COALESCE(?2, state), status = COALESCE(?3, status), \
              results = COALESCE(?4, results), session = COALESCE(?5, session), \
              attempts = attempts + ?6, error = COALESCE(?7, error), updated_at = ?8 \
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            u.id,
-            u.state.map(CommandState::as_str),
-            u.status,
-            results,
-            u.session,
-            u.attempt as i64,
-            u.error,
-            u.at,
-        ])?;
+             WHERE id = ?1 AND (?2 IS NOT 'sent' OR state = 'queued')",
+            )?
+            .execute(params![
+                u.id,
+                u.state.map(CommandState::as_str),
+                u.status,
+                results,
+                u.session,
+                u.attempt as i64,
+                u.error,
+                u.at,
+            ])?;
+        if n == 0 && u.state == Some(CommandState::Sent) {
+            return Err(command_taken(u.id));
+        }
     }
     for e in &c.events {
         tx.prepare_cached(

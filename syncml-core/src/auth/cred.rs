@@ -112,6 +112,13 @@ pub(crate) fn verify_cred_nonces(
     let ok = match t {
         AuthType::Basic => {
             let (user, password) = basic_parts(&cred.data)?;
+            // `user:password` is ambiguous when the name holds a colon (an IMEI:
+            // DevId): the expected name decides where the password starts.
+            let (user, password) =
+                match format!("{user}:{password}").strip_prefix(&format!("{}:", key.name())) {
+                    Some(p) => (key.name().to_owned(), p.to_owned()),
+                    None => (user, password),
+                };
             check_user(&user)?;
             key.matches_password(&password)
         }

@@ -916,7 +916,6 @@ fn replayed_and_unknown_messages_are_refused_and_the_server_keeps_serving() {
 // ignored until the server is fixed (run them with `--ignored`).
 
 #[test]
-#[ignore = "server defect: with --listen 127.0.0.1:0 and no --public-url, RespURI says port 0"]
 fn resp_uri_names_the_bound_port_when_listening_on_port_0() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start_on(
@@ -942,7 +941,6 @@ fn resp_uri_names_the_bound_port_when_listening_on_port_0() {
 }
 
 #[test]
-#[ignore = "server defect: Basic credentials of a user name with a colon (IMEI:...) are split at its colon"]
 fn basic_auth_accepts_a_user_name_with_a_colon() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreArg::Sqlite(dir.path().join("data"));
@@ -970,7 +968,6 @@ fn basic_auth_accepts_a_user_name_with_a_colon() {
 }
 
 #[test]
-#[ignore = "server defect: a session whose package 1 was challenged is not counted as started"]
 fn a_challenged_session_is_counted_as_started() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreArg::Sqlite(dir.path().join("data"));
@@ -1003,7 +1000,6 @@ fn a_challenged_session_is_counted_as_started() {
 }
 
 #[test]
-#[ignore = "server defect: first-contact nonce challenges count toward the per-address limit"]
 fn many_new_devices_behind_one_address_are_not_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreArg::Sqlite(dir.path().join("data"));

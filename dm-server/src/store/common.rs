@@ -8,6 +8,31 @@ use serde::Serialize;
 
 use super::*;
 
+// The columns of each table, in the order both stores read them.
+macro_rules! device_cols {
+    () => {
+        "id, auth, nonce, server_auth, server_nonce, tags, notify_addr, inventory, \
+         registered_by, created_at, last_seen, last_session"
+    };
+}
+macro_rules! command_cols {
+    () => {
+        "id, device_id, request_id, spec, state, status, results, session, attempts, error, \
+         created_by, created_at, updated_at"
+    };
+}
+macro_rules! session_cols {
+    () => {
+        "token, device_id, session_id, initiator, status, messages, commands_sent, error, \
+         remote_addr, started_at, updated_at, ended_at, engine"
+    };
+}
+macro_rules! notification_cols {
+    () => {
+        "id, device_id, session_id, package, created_at, delivered_at, answered_at"
+    };
+}
+
 /// The error the session expiry gives the commands it fails.
 pub(super) const EXPIRED_ERROR: &str = "no answer from the device (session expired)";
 

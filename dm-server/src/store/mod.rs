@@ -12,6 +12,7 @@
 //!
 //! Times are milliseconds since the Unix epoch ([`Millis`]).
 
+#[macro_use]
 mod common;
 mod postgres;
 mod sqlite;

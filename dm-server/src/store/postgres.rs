@@ -126,30 +126,6 @@ const TX_ATTEMPTS: usize = 5;
 /// Devices per statement in a bulk insert.
 const BULK_CHUNK: usize = 5_000;
 
-macro_rules! device_cols {
-    () => {
-        "id, auth, nonce, server_auth, server_nonce, tags, notify_addr, inventory, \
-         registered_by, created_at, last_seen, last_session"
-    };
-}
-macro_rules! command_cols {
-    () => {
-        "id, device_id, request_id, spec, state, status, results, session, attempts, error, \
-         created_by, created_at, updated_at"
-    };
-}
-macro_rules! session_cols {
-    () => {
-        "token, device_id, session_id, initiator, status, messages, commands_sent, error, \
-         remote_addr, started_at, updated_at, ended_at, engine"
-    };
-}
-macro_rules! notification_cols {
-    () => {
-        "id, device_id, session_id, package, created_at, delivered_at, answered_at"
-    };
-}
-
 /// The PostgreSQL store. See the module documentation.
 pub struct PostgresStore {
     pool: Pool,

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dm_server::spec::{CommandSpec, ItemSpec};
 use dm_server::store::{
     self, ApiToken, ClientAuth, CommandQuery, CommandRecord, CommandResult, CommandState,
-    CommandUpdate, Commit, Device, DeviceQuery, DeviceUpdate, NewCommand, NewEvent, ResultItem,
-    ServerAuth, SessionQuery, SessionRecord, SessionStatus, SqliteStore, Store, StoreError,
+    CommandUpdate, Commit, Device, DeviceQuery, DeviceUpdate, NewCommand, NewEvent, PostgresStore,
+    ResultItem, ServerAuth, SessionQuery, SessionRecord, SessionStatus, SqliteStore, Store,
+    StoreError,
 };
 
 /// A store under test, with a way to open it again (a second server process) and
@@ -40,6 +42,53 @@ fn sqlite_harness() -> Harness {
     }
 }
 
+/// The PostgreSQL the tests use (CI has it; the tests fail without it).
+fn postgres_url() -> String {
+    std::env::var("DM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+static SCHEMAS: AtomicUsize = AtomicUsize::new(0);
+
+/// Drops a test's schema, also when the test fails.
+struct DropSchema(String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        if let Err(e) = PostgresStore::drop_schema(&postgres_url(), &self.0) {
+            eprintln!("dropping schema {}: {e}", self.0);
+        }
+    }
+}
+
+fn postgres_harness(test: &str) -> Harness {
+    let url = postgres_url();
+    let name: String = test.chars().take(36).collect();
+    let schema = format!(
+        "t_{name}_{}_{}",
+        std::process::id(),
+        SCHEMAS.fetch_add(1, Ordering::Relaxed)
+    );
+    let cleanup = DropSchema(schema.clone());
+    let store = PostgresStore::open_in_schema(&url, &schema)
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} (the store tests need it): {e}"));
+    assert_eq!(store.schema(), Some(schema.as_str()));
+    let (u1, s1, u2, s2) = (url.clone(), schema.clone(), url, schema);
+    Harness {
+        store: Box::new(store),
+        reopen: Box::new(move || {
+            Box::new(PostgresStore::open_in_schema(&u1, &s1).expect("reopen postgres"))
+        }),
+        raw: Box::new(move |sql| {
+            let mut config: ::postgres::Config = u2.parse().expect("url");
+            config.options(&format!("-c search_path={s2}"));
+            let mut client = config.connect(::postgres::NoTls).expect("raw connect");
+            client.batch_execute(sql).expect("raw sql");
+        }),
+        _cleanup: Box::new(cleanup),
+    }
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -47,6 +96,14 @@ macro_rules! store_tests {
                 #[test]
                 fn $name() {
                     super::$name(&super::sqlite_harness());
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::postgres_harness(stringify!($name)));
                 }
             )*
         }
@@ -1370,4 +1427,87 @@ fn sqlite_add_devices_million() {
     assert_eq!(s.add_devices(&devices).unwrap(), 1_000_000);
     eprintln!("add_devices: 1,000,000 in {:?}", t.elapsed());
     assert_eq!(s.count_devices().unwrap(), 1_000_000);
+}
+
+/// Processes starting together on an empty schema apply the migrations once.
+#[test]
+fn postgres_concurrent_open_migrates_once() {
+    let url = postgres_url();
+    let schema = format!("t_concurrent_open_{}", std::process::id());
+    let _cleanup = DropSchema(schema.clone());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    PostgresStore::open_in_schema(&url, &schema).map(|s| s.count_devices())
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap().unwrap(), 0);
+        }
+    });
+    let mut config: ::postgres::Config = url.parse().unwrap();
+    config.options(&format!("-c search_path={schema}"));
+    let mut client = config.connect(::postgres::NoTls).unwrap();
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+    assert!(matches!(
+        PostgresStore::open_in_schema(&url, "Bad-Name"),
+        Err(StoreError::Db(_))
+    ));
+}
+
+/// The store's share of one DM message (session, device and queue reads, one
+/// commit), by hand: `cargo test --release -p dm-server --test store -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sqlite_message_cycle_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("speed.db")).unwrap();
+    let devices: Vec<Device> = (0..10_000)
+        .map(|i| device(&format!("IMEI:{i:015}")))
+        .collect();
+    s.add_devices(&devices).unwrap();
+    let per_thread = 20_000;
+    let t = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for th in 0..2 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    let dev = format!("IMEI:{:015}", (i * 2 + th) % 10_000);
+                    let token = format!("tok-{th}-{}", i / 3);
+                    s.session(&token).unwrap();
+                    s.device(&dev).unwrap().unwrap();
+                    s.pending_commands(&dev, 10).unwrap();
+                    s.commit(&Commit {
+                        session: Some(session(&token, &dev, "1", i as i64)),
+                        device: Some(DeviceUpdate {
+                            id: dev.clone(),
+                            nonce: Some(format!("n{i}")),
+                            last_seen: Some(i as i64),
+                            ..DeviceUpdate::default()
+                        }),
+                        ..Commit::default()
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let n = 2 * per_thread;
+    eprintln!(
+        "{n} message cycles in {:?}: {:.0}/s",
+        t.elapsed(),
+        n as f64 / t.elapsed().as_secs_f64()
+    );
 }

@@ -183,7 +183,13 @@ impl SqliteStore {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A connection to read with: the writer when it is free (its page cache is
+    /// current, while a reader's is dropped whenever another connection wrote), else
+    /// a free reader, so that reads need not wait for a commit.
     fn read(&self) -> MutexGuard<'_, Connection> {
+        if let Ok(c) = self.writer.try_lock() {
+            return c;
+        }
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.readers.len() {
             if let Ok(c) = self.readers[(start + i) % self.readers.len()].try_lock() {

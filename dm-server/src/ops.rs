@@ -895,6 +895,54 @@ pub fn queue(
     Ok(outcome)
 }
 
+/// Generated devices to queue for: `{prefix}{n}` for n in `start..start + count`
+/// (the ids [`generate_devices`] and `dm-client simulate` use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRange {
+    pub prefix: String,
+    pub start: u64,
+    pub count: u64,
+}
+
+/// Queues `request.commands` (with `request.request_id` and `request.notify`) for
+/// every device of `range`, [`MAX_QUEUE_DEVICES`] devices per [`queue`] call (one
+/// store transaction each); `request.devices` is ignored. Every device must exist:
+/// a chunk naming an unknown one fails with [`OpsError::NotFound`], leaving the
+/// chunks before it queued. `progress` is called after each chunk with the number
+/// of devices done. Returns how many commands were queued (or found queued by an
+/// earlier request with the same id).
+pub fn queue_generated(
+    server: &Server,
+    pollers: Option<&Pollers>,
+    request: &QueueRequest,
+    range: &DeviceRange,
+    created_by: Option<&str>,
+    now: Millis,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    if range.count == 0 {
+        return invalid("no devices: the count is 0");
+    }
+    let mut queued = 0;
+    let mut done = 0;
+    while done < range.count {
+        let n = (range.count - done).min(MAX_QUEUE_DEVICES as u64);
+        let chunk = QueueRequest {
+            devices: (0..n)
+                .map(|i| generated_id(&range.prefix, range.start + done + i))
+                .collect(),
+            request_id: request.request_id.clone(),
+            commands: request.commands.clone(),
+            notify: request.notify,
+        };
+        let outcome = queue(server, pollers, &chunk, created_by, now)?;
+        queued += outcome.commands.len() as u64;
+        done += n;
+        progress(done);
+    }
+    Ok(queued)
+}
+
 // ---------------------------------------------------------------------------
 // API tokens.
 

@@ -195,6 +195,102 @@ fn commands_are_queued_idempotently_and_listed() {
 }
 
 #[test]
+fn commands_are_queued_for_a_range_of_generated_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(
+        data,
+        &["device", "import", "--generate", "12", "--prefix", "sim-"],
+    );
+    let out = ok(
+        data,
+        &[
+            "command",
+            "queue",
+            "--device-prefix",
+            "sim-",
+            "--start",
+            "3",
+            "--count",
+            "10",
+            "--get",
+            "./DevDetail/FwV",
+            "--replace",
+            "./FUMO/1/PkgName=bench",
+        ],
+    );
+    assert!(out.contains("queued 20 commands for 10 devices"), "{out}");
+    let listed: Value =
+        serde_json::from_str(&ok(data, &["command", "list", "--json", "--limit", "100"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 20);
+    let mut devices: Vec<_> = listed
+        .iter()
+        .map(|c| c["device_id"].as_str().unwrap())
+        .collect();
+    devices.sort();
+    devices.dedup();
+    assert_eq!(devices.len(), 10);
+    assert_eq!(devices[0], "sim-000003");
+    assert_eq!(devices[9], "sim-000012");
+    // Per device: the Get, then the Replace (list is newest first).
+    let d3: Vec<_> = listed
+        .iter()
+        .filter(|c| c["device_id"] == "sim-000003")
+        .map(|c| c["spec"]["cmd"].as_str().unwrap())
+        .collect();
+    assert_eq!(d3, ["Replace", "Get"]);
+
+    // Past the registry: the unknown device is named.
+    let e = fails(
+        data,
+        &[
+            "command",
+            "queue",
+            "--device-prefix",
+            "sim-",
+            "--start",
+            "12",
+            "--count",
+            "2",
+            "--get",
+            "./A",
+        ],
+    );
+    assert!(e.contains("unknown devices: sim-000013"), "{e}");
+    // --device and --device-prefix exclude each other; --count is needed (usage
+    // errors: clap's exit status 2).
+    let out = run(
+        data,
+        &[
+            "command",
+            "queue",
+            "--device",
+            "sim-000001",
+            "--device-prefix",
+            "sim-",
+            "--count",
+            "1",
+            "--get",
+            "./A",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(
+        data,
+        &[
+            "command",
+            "queue",
+            "--device-prefix",
+            "sim-",
+            "--get",
+            "./A",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn tokens_are_created_listed_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();

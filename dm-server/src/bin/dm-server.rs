@@ -236,8 +236,24 @@ enum CommandCmd {
 #[derive(Debug, Args)]
 struct QueueArgs {
     /// A target device (repeatable).
-    #[arg(long = "device", required = true, value_name = "ID")]
+    #[arg(
+        long = "device",
+        value_name = "ID",
+        required_unless_present = "device_prefix",
+        conflicts_with = "device_prefix"
+    )]
     devices: Vec<String>,
+    /// Target the generated devices PREFIX000001... instead (those of `device
+    /// import --generate`), queuing in transactions of 10,000 devices and printing
+    /// a summary instead of every command.
+    #[arg(long, value_name = "PREFIX", requires = "count")]
+    device_prefix: Option<String>,
+    /// How many generated devices (with --device-prefix).
+    #[arg(long, value_name = "N", requires = "device_prefix")]
+    count: Option<u64>,
+    /// The first generated device's number (with --device-prefix).
+    #[arg(long, default_value_t = 1, requires = "device_prefix")]
+    start: u64,
     /// Queuing again with the same request id changes nothing.
     #[arg(long)]
     request_id: Option<String>,
@@ -599,6 +615,30 @@ fn command(store: &Arc<dyn Store>, cmd: CommandCmd, config: Config) -> Fallible 
                 notify: args.notify,
             };
             let server = server_for(store, config);
+            if let (Some(prefix), Some(count)) = (args.device_prefix, args.count) {
+                let range = ops::DeviceRange {
+                    prefix,
+                    start: args.start,
+                    count,
+                };
+                let step = (count / 10).max(ops::MAX_QUEUE_DEVICES as u64);
+                let queued = ops::queue_generated(
+                    &server,
+                    None,
+                    &request,
+                    &range,
+                    Some("cli"),
+                    now,
+                    |done| {
+                        if done % step == 0 || done == count {
+                            eprintln!("{done}/{count} devices");
+                        }
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                println!("queued {queued} commands for {count} devices");
+                return Ok(());
+            }
             let outcome =
                 ops::queue(&server, None, &request, Some("cli"), now).map_err(|e| e.to_string())?;
             print_json(&outcome)

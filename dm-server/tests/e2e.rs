@@ -540,12 +540,7 @@ fn two_servers_on_one_postgres_schema_share_a_session_through_resp_uri() {
         ]}),
     );
     assert_eq!(r.status, 200);
-    let ids: Vec<i64> = r.json()["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
+    let ids = r.command_ids();
     assert_eq!(
         b.api(&format!("/api/v1/commands/{}", ids[0]))["state"],
         "queued"
@@ -657,12 +652,7 @@ fn imitune_answers_queued_gets_and_reports_its_devinfo() {
         ]}),
     );
     assert_eq!(r.status, 200);
-    let ids: Vec<i64> = r.json()["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
+    let ids = r.command_ids();
     // imitune posts every message to the URL it was given and never to the
     // RespURI of the replies (imitune's deviation from SyncML RepPro; harmless
     // here: the server finds the session by device and SessionID).
@@ -824,12 +814,7 @@ fn replayed_and_unknown_messages_are_refused_and_the_server_keeps_serving() {
         &json!({"devices": [dev], "request_id": "replay", "commands": commands}),
     );
     assert_eq!(r.status, 200);
-    let ids: Vec<i64> = r.json()["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
+    let ids = r.command_ids();
 
     let mut dm = handset(&server, dev, "replay-pw");
     let cfg = dm_client::session::Config {

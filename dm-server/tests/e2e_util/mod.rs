@@ -195,6 +195,16 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The ids of the commands a queue request answered with, in order.
+    pub fn command_ids(&self) -> Vec<i64> {
+        self.json()["commands"]
+            .as_array()
+            .expect("a list of queued commands")
+            .iter()
+            .map(|c| c["id"].as_i64().expect("a command id"))
+            .collect()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|_| {
             panic!(

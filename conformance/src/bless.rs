@@ -58,6 +58,7 @@ pub fn write(
         m.name = name.clone();
         m.title = t.manifest.title.clone();
         m.vary = t.manifest.vary.clone();
+        m.tests = t.manifest.tests;
         m.device = t.manifest.device.clone();
         m.setup = t.manifest.setup.clone();
         m.download = t.manifest.download.clone();

@@ -167,7 +167,17 @@ fn a_server_that_leaves_out_the_status_for_the_header_is_caught() {
     let (url, _proxy) = broken_server(&lab.server.dm_url());
     // The sessions of basic authentication: the header's Status is all that differs.
     let sessions: Vec<PathBuf> = corpus().into_iter().take(3).collect();
-    let out = replay(&sessions, &["--server", &url, "--admin-token", ADMIN, "--admin-url", &format!("http://{}", lab.listen)]);
+    let out = replay(
+        &sessions,
+        &[
+            "--server",
+            &url,
+            "--admin-token",
+            ADMIN,
+            "--admin-url",
+            &format!("http://{}", lab.listen),
+        ],
+    );
     let (_, failed) = summary(&out);
     assert!(!out.status.success() && failed > 0, "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -117,6 +117,10 @@ pub struct Manifest {
     pub title: String,
     #[serde(default)]
     pub recorded_by: String,
+    /// The side the session tests, when only one: a hand-written side is not
+    /// replayed against an implementation of that side (absent: both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<Side>,
     /// Check keys a replay does not compare (a trailing `*` covers a prefix).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vary: Vec<String>,

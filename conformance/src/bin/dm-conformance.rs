@@ -10,7 +10,7 @@ use dm_conformance::as_server::{self, ClientUnderTest};
 use dm_conformance::exchange::origin;
 use dm_conformance::report::Report;
 use dm_conformance::setup::Setup;
-use syncml_core::transcript::Transcript;
+use syncml_core::transcript::{Side, Transcript};
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +92,18 @@ fn main() -> ExitCode {
                 continue;
             }
         };
+        let against = if server.is_some() {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        if t.manifest.tests.is_some_and(|s| s != against) {
+            report.note(&format!(
+                "not replayed: it tests {}s only (its {against} side is written by hand)",
+                t.manifest.tests.map(|s| s.as_str()).unwrap_or_default()
+            ));
+            continue;
+        }
         if let Some(url) = &server {
             let admin = admin_token.as_ref().map(|token| Setup {
                 base: admin_url.clone().unwrap_or_else(|| origin(url)),

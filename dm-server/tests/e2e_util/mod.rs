@@ -82,7 +82,8 @@ fn workspace_bin(name: &str, dir: &str, deps: &[&str]) -> PathBuf {
     if stale {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root).args(["build", "-p", name, "--bin", name]);
+        cmd.current_dir(&root)
+            .args(["build", "-p", name, "--bin", name]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

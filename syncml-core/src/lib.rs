@@ -30,6 +30,8 @@ pub mod notify;
 pub mod outbox;
 pub mod package;
 pub mod tags;
+#[cfg(feature = "transcript")]
+pub mod transcript;
 pub mod wbxml;
 pub mod xml;
 

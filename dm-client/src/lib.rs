@@ -11,6 +11,7 @@
 //! - [`transport`]: the HTTP transport that drives a session.
 //! - [`account`]: provisioning a server account in the tree.
 //! - `device` (feature `device`): all of it wired together for a state directory.
+//! - `record` (feature `device`): recorded sessions (`dm-client --record DIR`).
 
 pub mod account;
 #[cfg(feature = "device")]
@@ -18,6 +19,8 @@ pub mod device;
 pub mod download;
 pub mod firmware;
 pub mod notify;
+#[cfg(feature = "device")]
+pub mod record;
 pub mod session;
 #[cfg(feature = "http")]
 pub mod transport;

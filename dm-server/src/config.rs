@@ -105,6 +105,9 @@ pub struct Config {
     /// The wait before the next job after a failed one (seconds), doubled at each
     /// further failure.
     pub desired_retry_secs: u64,
+    /// Record every DM session into this folder, one subfolder per session, in the
+    /// recorded-session format (`fixtures/sessions/README.md`); unset: no recording.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -157,6 +160,7 @@ impl Default for Config {
             campaign_rescan_secs: 60,
             desired_max_attempts: 3,
             desired_retry_secs: 300,
+            record_dir: None,
         }
     }
 }

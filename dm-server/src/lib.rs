@@ -13,6 +13,7 @@
 //! campaign/  rollouts over fleets: targets, schedules, waves, retries, thresholds
 //! events     the event bus: the event log in the store, streams woken on publish
 //! webhooks   events POSTed to configured URLs, in order, with retries
+//! record     recorded sessions (`serve --record DIR`)
 //! ```
 //!
 //! The server keeps nothing between requests but its store, so several processes
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod ops;
 pub mod presence;
 pub mod ratelimit;
+pub mod record;
 pub mod spec;
 pub mod store;
 pub mod webhooks;

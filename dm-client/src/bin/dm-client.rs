@@ -26,6 +26,12 @@ struct Cli {
         env = "DM_CLIENT_STATE"
     )]
     state: PathBuf,
+    /// Record every exchange (`run`, each session of `daemon`, each device's round in
+    /// `simulate`) into a folder of DIR: the messages both ways with their headers,
+    /// the notification that started it, the downloads it fetched, the device's
+    /// profile; the format `dm-conformance replay` plays (fixtures/sessions/README.md).
+    #[arg(long, global = true, value_name = "DIR", env = "DM_CLIENT_RECORD")]
+    record: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "DM_CLIENT_LOG")]
     log: String,
@@ -304,6 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Box::new(Terminal)
             };
             let mut dev = Device::open(&cli.state, ui)?;
+            dev.record_into(cli.record.as_deref());
             if std::io::stderr().is_terminal() {
                 dev.on_progress(Box::new(draw_progress));
             }
@@ -336,6 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Cmd::Daemon { max_sessions } => {
             let mut dev = Device::open(&cli.state, Box::new(AutoAccept))?;
+            dev.record_into(cli.record.as_deref());
             let limits = daemon::Limits {
                 max_sessions,
                 ..daemon::Limits::default()
@@ -415,6 +423,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 keep: keep.is_some(),
                 fail_updates,
                 config: config_of(&device),
+                record: cli.record.clone(),
             };
             let report = simulate::run(&opts);
             if keep.is_none() {

@@ -121,7 +121,14 @@ pub fn run(device: &mut Device, limits: &Limits) -> Result<usize, DeviceError> {
                 Duration::from_secs(1)
             };
             match rx.recv_timeout(wait.min(Duration::from_secs(1))) {
-                Ok(bytes) => accept(device, &bytes, &mut replays),
+                Ok(bytes) => {
+                    let trigger = accept(device, &bytes, &mut replays);
+                    if trigger.is_some() {
+                        // For the recording of the run it starts.
+                        device.notified(&bytes);
+                    }
+                    trigger
+                }
                 Err(_) => None,
             }
         };

@@ -196,6 +196,11 @@ pub struct Device {
     components_dir: PathBuf,
     /// Updates a simulated device fails on purpose.
     faults: Option<Arc<components::FailBudget>>,
+    /// Where exchanges are recorded (`--record DIR`), and the one being recorded.
+    record_dir: Option<PathBuf>,
+    recording: Option<crate::record::Recording>,
+    /// The package #0 behind the next server-initiated run, for its recording.
+    package0: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -411,6 +416,9 @@ impl Device {
             step_pause: step_pause_from_env(),
             components_dir: dir.join("components"),
             faults,
+            record_dir: None,
+            recording: None,
+            package0: None,
         })
     }
 
@@ -419,8 +427,63 @@ impl Device {
         self.progress = Some(f);
     }
 
-    /// One session with the configured server, from package 1 to its end.
+    /// Records every exchange ([`Device::run`]) from now on into a folder of `dir`
+    /// (see [`crate::record`]); `None` stops recording.
+    pub fn record_into(&mut self, dir: Option<&Path>) {
+        self.record_dir = dir.map(Path::to_path_buf);
+    }
+
+    /// The package #0 that the next run (a [`Trigger::Server`] with its session id)
+    /// answers: kept for the recording.
+    pub fn notified(&mut self, package0: &[u8]) {
+        self.package0 = Some(package0.to_vec());
+    }
+
+    /// A recording of the exchange that starts now, when recording is on.
+    fn start_recording(&mut self, trigger: &Trigger) -> Option<crate::record::Recording> {
+        let package0 = self.package0.take();
+        let dir = self.record_dir.as_deref()?;
+        let facts = crate::record::DeviceFacts {
+            server_id: self.config.server_id.clone(),
+            encoding: self.config.encoding.clone(),
+            firmware_version: self.agent.current_version(),
+            components: self.components(),
+        };
+        let mut r = match crate::record::Recording::start(dir, &self.dm, &facts) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "recording: cannot start the exchange's folder");
+                return None;
+            }
+        };
+        if let (Trigger::Server { session_id }, Some(p)) = (trigger, package0) {
+            let same = syncml_core::notify::Package0::parse(&p)
+                .is_ok_and(|p| p.notification.session_id == *session_id);
+            if same {
+                r.notification(&p);
+            }
+        }
+        Some(r)
+    }
+
+    /// One session with the configured server, from package 1 to its end (recorded
+    /// on its own when recording is on and no [`Device::run`] records it).
     pub fn session(&mut self, trigger: Trigger) -> Result<Outcome, DeviceError> {
+        let own = self.recording.is_none();
+        if own {
+            self.recording = self.start_recording(&trigger);
+        }
+        let result = self.session_recorded(trigger);
+        if own {
+            self.recording = None;
+        }
+        result
+    }
+
+    fn session_recorded(&mut self, trigger: Trigger) -> Result<Outcome, DeviceError> {
+        if let Some(r) = self.recording.as_mut() {
+            r.begin_session();
+        }
         let cfg = session::Config {
             encoding: self.config.encoding()?,
             response_timeout: self.config.response_timeout(),
@@ -433,6 +496,9 @@ impl Device {
         loop {
             step = match step {
                 Step::Send(t) => {
+                    if let Some(rec) = self.recording.as_mut() {
+                        rec.sent(&t);
+                    }
                     match self
                         .transport
                         .post(&t.url, t.content_type, t.hmac.as_deref(), &t.body)
@@ -444,6 +510,9 @@ impl Device {
                                 hmac: r.hmac,
                                 body: r.body,
                             };
+                            if let Some(rec) = self.recording.as_mut() {
+                                rec.received(&reply);
+                            }
                             s.receive(&mut self.dm, &mut self.firmware, reply, Instant::now())
                         }
                         Err(e) => s.transport_failed(&e.to_string()),
@@ -470,7 +539,11 @@ impl Device {
                 f(&url, p)
             }
         };
-        self.downloader.fetch(req, &mut sink)
+        let result = self.downloader.fetch(req, &mut sink);
+        if let (Ok(f), Some(rec)) = (&result, self.recording.as_mut()) {
+            rec.download(&f.url, &req.dest);
+        }
+        result
     }
 
     /// Runs the work sessions left behind: FUMO downloads, then updates (stage,
@@ -564,7 +637,15 @@ impl Device {
 
     /// What `dm-client run` does: a session, the work it left, and a further
     /// session when that work left a report for the server (at most three in all).
+    /// With recording on, the run is one exchange (see [`crate::record`]).
     pub fn run(&mut self, trigger: Trigger) -> Result<RunSummary, DeviceError> {
+        self.recording = self.start_recording(&trigger);
+        let result = self.run_sessions(trigger);
+        self.recording = None;
+        result
+    }
+
+    fn run_sessions(&mut self, trigger: Trigger) -> Result<RunSummary, DeviceError> {
         let mut summary = RunSummary {
             sessions: Vec::new(),
             session_times: Vec::new(),

@@ -52,6 +52,8 @@ pub struct Options {
     /// Each device's first this many updates fail (see [`Simulation::fail_updates`]).
     pub fail_updates: u64,
     pub config: DeviceConfig,
+    /// Record each device's rounds into this folder (see [`crate::record`]).
+    pub record: Option<PathBuf>,
 }
 
 /// What the devices did.
@@ -268,7 +270,10 @@ fn simulate_one(shared: &Shared<'_>, i: usize) -> Option<Instant> {
             fail_updates: opts.fail_updates,
         };
         match Device::simulated(&opts.dir.join(&id), &spec, Box::new(AutoAccept), &sim) {
-            Ok(d) => slot.device = Some(d),
+            Ok(mut d) => {
+                d.record_into(opts.record.as_deref());
+                slot.device = Some(d)
+            }
             Err(e) => {
                 record(false, None, Some(e.to_string()));
                 return None;

@@ -172,6 +172,11 @@ struct ServeArgs {
     /// The server id (DMAcc ServerID, package #0 server id) [default: dm-server].
     #[arg(long, value_name = "ID")]
     server_id: Option<String>,
+    /// Record every DM session into DIR, one folder per session (request and reply
+    /// bodies, headers, HTTP statuses, the notification that started it), in the
+    /// format `dm-conformance replay` plays back (see fixtures/sessions/README.md).
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
     /// Makes sure an admin API token with this secret exists (named `bootstrap`).
     #[arg(
         long,
@@ -510,6 +515,9 @@ fn serve(mut config: Config, args: ServeArgs) -> Fallible {
     }
     if let Some(id) = args.server_id {
         config.server_id = id;
+    }
+    if let Some(dir) = args.record {
+        config.record_dir = Some(dir);
     }
     if !matches!(config.log_format.as_str(), "text" | "json") {
         return Err(format!(

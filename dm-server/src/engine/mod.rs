@@ -156,6 +156,8 @@ pub struct Server {
     /// The URL the HTTP layer actually listens on (port 0 resolved), used for
     /// RespURI when no `public_url` is configured.
     bound_url: std::sync::OnceLock<String>,
+    /// Where sessions are recorded (`record_dir`), if anywhere.
+    pub recordings: Option<Arc<crate::record::Recordings>>,
 }
 
 impl Server {
@@ -170,6 +172,10 @@ impl Server {
             Arc::clone(&metrics),
             config.max_event_streams,
         ));
+        let recordings = config.record_dir.as_deref().map(|d| {
+            let idle = std::time::Duration::from_secs(config.session_timeout_secs.max(60) * 2);
+            Arc::new(crate::record::Recordings::new(d, idle))
+        });
         Server {
             store,
             config: Arc::new(config),
@@ -178,6 +184,7 @@ impl Server {
             limiter,
             campaign_nudge: tokio::sync::Notify::new(),
             bound_url: std::sync::OnceLock::new(),
+            recordings,
         }
     }
 

@@ -79,8 +79,12 @@ pub(crate) async fn handle(
         remote_addr: Some(remote.ip().to_string()),
     };
     let server = Arc::clone(&app.server);
-    // The engine counts the message and its handling time.
-    let reply = tokio::task::spawn_blocking(move || server.handle_dm(&request, now_millis())).await;
+    // The engine counts the message and its handling time; `record` writes the
+    // exchange to the session's recording when the server records (`--record`).
+    let reply = tokio::task::spawn_blocking(move || {
+        crate::record::handle_dm(&server, &request, now_millis())
+    })
+    .await;
     let reply = match reply {
         Ok(r) => r,
         Err(e) => {

@@ -41,50 +41,62 @@ fn newest(dir: &Path) -> Option<std::time::SystemTime> {
 }
 
 /// The `dm-client` binary of this build profile, next to this test's directory.
-///
-/// Built once per test process with `cargo build -p dm-client --bin dm-client` when
-/// it is missing or older than the sources it is made of (building it every time
-/// would not be free: that build and `cargo test -p dm-server` resolve features
-/// differently and rebuild each other's crates).
 pub fn dm_client_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/e2e-<hash> -> target/<profile>/dm-client
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps");
-        let bin = profile_dir.join(format!("dm-client{}", std::env::consts::EXE_SUFFIX));
-        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-        let root = root();
-        let sources = ["dm-client", "dm-tree", "syncml-core", "Cargo.lock"]
-            .iter()
-            .filter_map(|d| newest(&root.join(d)))
-            .max();
-        let stale = match (built, sources) {
-            (Some(b), Some(s)) => b < s,
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
-        if stale {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(&root)
-                .args(["build", "-p", "dm-client", "--bin", "dm-client"]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("running cargo build -p dm-client");
-            assert!(
-                out.status.success(),
-                "cargo build -p dm-client failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(bin.exists(), "cargo built no {}", bin.display());
+    BIN.get_or_init(|| workspace_bin("dm-client", "dm-client", &["dm-tree"]))
+}
+
+/// The `dm-conformance` binary of this build profile.
+pub fn dm_conformance_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("dm-conformance", "conformance", &[]))
+}
+
+/// The binary `name` of the workspace package of that name (in folder `dir`, also
+/// made of `deps`' folders and syncml-core), next to this test's directory.
+///
+/// Built with `cargo build -p <name> --bin <name>` when it is missing or older than
+/// the sources it is made of (building it every time would not be free: that build
+/// and `cargo test -p dm-server` resolve features differently and rebuild each
+/// other's crates).
+fn workspace_bin(name: &str, dir: &str, deps: &[&str]) -> PathBuf {
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let root = root();
+    let sources = [dir, "syncml-core", "Cargo.lock"]
+        .iter()
+        .chain(deps)
+        .filter_map(|d| newest(&root.join(d)))
+        .max();
+    let stale = match (built, sources) {
+        (Some(b), Some(s)) => b < s,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    if stale {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root).args(["build", "-p", name, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
         }
-        bin
-    })
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running cargo build -p {name}: {e}"));
+        assert!(
+            out.status.success(),
+            "cargo build -p {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(bin.exists(), "cargo built no {}", bin.display());
+    }
+    bin
 }
 
 /// Polls `f` until it gives `Some`, or panics with `what` after [`PATIENCE`].

@@ -166,8 +166,8 @@ def main():
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (tmp / "server.toml").write_text(
-        f'listen = "127.0.0.1:{port}"\ndata_dir = "{tmp / "data"}"\nmax_message_size = 8192\n'
-        'session_timeout_secs = 60\nmax_auth_failures = 1000\n')
+        f'listen = "127.0.0.1:{port}"\ndata_dir = "{tmp / "data"}"\n'
+        + (ROOT / "fixtures" / "sessions" / "dm-server.toml").read_text())
     env = dict(os.environ, DM_SERVER_ADMIN_TOKEN=ADMIN_TOKEN)
     cmd = [str(server_bin), "serve", "--config", str(tmp / "server.toml")]
     server = subprocess.Popen(cmd, env=env, stdout=open(tmp / "server.log", "w"), stderr=subprocess.STDOUT)

@@ -150,11 +150,11 @@ scenario("X-ui-1104-multiple-choice", "UI alert 1104: multiple choice",
                                                     {"data": "News"}, {"data": "Sport"}, {"data": "Weather"}]}]])
 
 # --- multiple messages and large objects ---------------------------------------------
-scenario("X-multi-message-server", "Package 2 over several messages (more than the client's MaxMsgSize of commands); Alert 1222 asks for the rest",
-         [[add(f"./Vendor/M{i:03d}", "v" * 300, "chr") for i in range(260)]])
+scenario("X-multi-message-server", "Package 2 over several messages (more commands than one message of the MaxMsgSize in force holds); Alert 1222 asks for the rest",
+         [[add(f"./Vendor/M{i:02d}", "v" * 300, "chr") for i in range(60)]])
 scenario("X-multi-message-client", "Package 3 over several messages (Results larger than the server's MaxMsgSize); the server asks for more with Alert 1222",
-         [[add(f"./Vendor/R{i:02d}", "r" * 400, "chr") for i in range(40)] +
-          [get(f"./Vendor/R{i:02d}") for i in range(40)]])
+         [[add(f"./Vendor/R{i:02d}", "r" * 800, "chr") for i in range(20)] +
+          [get(f"./Vendor/R{i:02d}") for i in range(20)]])
 scenario("X-large-object-to-client", "Large object from the server: a 70 KB Add in chunks with MoreData and Meta Size, each answered 213, the last 200",
          [[add("./Vendor/BigIn", BLOB_70K, "chr")]])
 scenario("X-large-object-to-server", "Large object from the client: a 20 KB Results in chunks (server MaxMsgSize 8 KiB)",

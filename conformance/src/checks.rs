@@ -78,7 +78,13 @@ fn item_uri(i: &Item) -> Option<&str> {
 /// The checks of one message. `peer_index` holds the messages of the other side,
 /// which this message's Statuses answer; `server` is the URL of the live (or
 /// recorded) server, written `{server}` in values.
-pub fn checks_of(msg: &SyncMl, from_server: bool, peer_index: &Index, server: &str) -> Vec<Check> {
+pub fn checks_of(
+    msg: &SyncMl,
+    from_server: bool,
+    peer_index: &Index,
+    server: &str,
+    objects: &mut Objects,
+) -> Vec<Check> {
     let mut out = Vec::new();
     let h = &msg.hdr;
     let who = if from_server {
@@ -94,9 +100,9 @@ pub fn checks_of(msg: &SyncMl, from_server: bool, peer_index: &Index, server: &s
             h.ver_proto.trim()
         ),
     });
-    let norm = Norm { server };
+    let mut norm = Norm { server, objects };
     for c in &msg.body.commands {
-        command_checks(c, "", peer_index, &norm, &mut out);
+        command_checks(c, "", peer_index, &mut norm, &mut out);
     }
     out.push(Check {
         key: "Final".into(),
@@ -106,8 +112,14 @@ pub fn checks_of(msg: &SyncMl, from_server: bool, peer_index: &Index, server: &s
     out
 }
 
+/// Large objects being received, by URI: the chunks so far. Where a sender cuts its
+/// chunks is its own choice (it depends on the length of the other side's URLs, for
+/// one): chunks are compared by their metadata, and the whole object when it ends.
+pub type Objects = HashMap<String, Vec<u8>>;
+
 struct Norm<'a> {
     server: &'a str,
+    objects: &'a mut Objects,
 }
 
 impl Norm<'_> {
@@ -146,7 +158,11 @@ impl Norm<'_> {
         parts.join(" ")
     }
 
-    fn item(&self, i: &Item) -> String {
+    fn item(&mut self, i: &Item) -> String {
+        let uri = item_uri(i).unwrap_or("").to_owned();
+        if i.more_data || self.objects.contains_key(&uri) {
+            return self.chunk(i, uri);
+        }
         let mut parts = Vec::new();
         if let Some(t) = &i.target {
             parts.push(format!("target={}", self.text(&t.loc_uri)));
@@ -168,6 +184,31 @@ impl Norm<'_> {
     }
 }
 
+impl Norm<'_> {
+    /// A chunk of a large object: its metadata, and when it is the last one, the
+    /// whole object's length and digest.
+    fn chunk(&mut self, i: &Item, uri: String) -> String {
+        let buf = self.objects.entry(uri.clone()).or_default();
+        for d in &i.data {
+            if let Some(b) = d.as_bytes() {
+                buf.extend_from_slice(b);
+            }
+        }
+        let meta = self.meta(i.meta.as_deref());
+        if i.more_data {
+            return format!("chunk {meta}");
+        }
+        let whole = self.objects.remove(&uri).unwrap_or_default();
+        let text = String::from_utf8_lossy(&whole);
+        let norm = self.text(&text);
+        format!(
+            "last chunk {meta} object={} bytes {}",
+            norm.len(),
+            fingerprint(norm.as_bytes())
+        )
+    }
+}
+
 /// A short, stable digest of bytes for showing binary data.
 fn fingerprint(b: &[u8]) -> String {
     // FNV-1a: enough to tell two values apart in a report.
@@ -177,7 +218,7 @@ fn fingerprint(b: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-fn command_checks(c: &Command, prefix: &str, peers: &Index, norm: &Norm, out: &mut Vec<Check>) {
+fn command_checks(c: &Command, prefix: &str, peers: &Index, norm: &mut Norm, out: &mut Vec<Check>) {
     match c {
         Command::Status(s) => {
             let mut value = u16::from(s.data).to_string();
@@ -345,7 +386,7 @@ mod tests {
         let m = msg("<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>212</Data></Status>\
                      <Status><CmdID>2</CmdID><MsgRef>1</MsgRef><CmdRef>1</CmdRef><Cmd>Alert</Cmd><Data>200</Data></Status>\
                      <Get><CmdID>3</CmdID><Item><Target><LocURI>./DevInfo/Mod</LocURI></Target></Item></Get>");
-        let checks = checks_of(&m, true, &idx, "http://srv:1");
+        let checks = checks_of(&m, true, &idx, "http://srv:1", &mut Objects::new());
         let keys: Vec<_> = checks.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -366,11 +407,11 @@ mod tests {
         let idx = Index::default();
         let a = msg("<Replace><CmdID>3</CmdID><Item><Target><LocURI>./X</LocURI></Target><Data>http://srv:1/dl/1</Data></Item></Replace>");
         let b = msg("<Replace><CmdID>9</CmdID><Item><Target><LocURI>./X</LocURI></Target><Data>http://other:2/dl/1</Data></Item></Replace>");
-        let ca = checks_of(&a, true, &idx, "http://srv:1");
-        let cb = checks_of(&b, true, &idx, "http://other:2");
+        let ca = checks_of(&a, true, &idx, "http://srv:1", &mut Objects::new());
+        let cb = checks_of(&b, true, &idx, "http://other:2", &mut Objects::new());
         assert!(compare(&ca, &cb, &[]).iter().all(|o| o.problem.is_none()));
         let c = msg("<Replace><CmdID>3</CmdID><Item><Target><LocURI>./X</LocURI></Target><Data>http://srv:1/dl/2</Data></Item></Replace>");
-        let cc = checks_of(&c, true, &idx, "http://srv:1");
+        let cc = checks_of(&c, true, &idx, "http://srv:1", &mut Objects::new());
         let bad: Vec<_> = compare(&ca, &cc, &[])
             .into_iter()
             .filter(|o| o.problem.is_some())
@@ -390,8 +431,8 @@ mod tests {
         let with = msg("<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>212</Data></Status>");
         let without = msg("");
         let r = compare(
-            &checks_of(&with, true, &idx, ""),
-            &checks_of(&without, true, &idx, ""),
+            &checks_of(&with, true, &idx, "", &mut Objects::new()),
+            &checks_of(&without, true, &idx, "", &mut Objects::new()),
             &[],
         );
         let failed: Vec<_> = r.iter().filter(|o| o.problem.is_some()).collect();
@@ -412,8 +453,8 @@ mod tests {
         let two = msg("<Get><CmdID>3</CmdID><Item><Target><LocURI>./A</LocURI></Target></Item></Get>\
                        <Get><CmdID>4</CmdID><Item><Target><LocURI>./A</LocURI></Target></Item></Get>");
         let r = compare(
-            &checks_of(&one, true, &idx, ""),
-            &checks_of(&two, true, &idx, ""),
+            &checks_of(&one, true, &idx, "", &mut Objects::new()),
+            &checks_of(&two, true, &idx, "", &mut Objects::new()),
             &[],
         );
         let failed: Vec<_> = r.iter().filter(|o| o.problem.is_some()).collect();
@@ -425,10 +466,37 @@ mod tests {
     fn atomic_contents_are_checked_one_by_one() {
         let idx = Index::default();
         let m = msg("<Atomic><CmdID>2</CmdID><Add><CmdID>3</CmdID><Item><Target><LocURI>./A</LocURI></Target><Data>1</Data></Item></Add></Atomic>");
-        let keys: Vec<_> = checks_of(&m, true, &idx, "")
+        let keys: Vec<_> = checks_of(&m, true, &idx, "", &mut Objects::new())
             .into_iter()
             .map(|c| c.key)
             .collect();
         assert_eq!(keys, ["header", "Atomic", "Atomic/Add ./A", "Final"]);
+    }
+
+    #[test]
+    fn large_objects_compare_whole_not_by_where_the_chunks_are_cut() {
+        let idx = Index::default();
+        let chunk = |data: &str, more: bool| {
+            let md = if more { "<MoreData/>" } else { "" };
+            msg(&format!(
+                "<Replace><CmdID>3</CmdID><Item><Target><LocURI>./Big</LocURI></Target><Data>{data}</Data>{md}</Item></Replace>"
+            ))
+        };
+        let run = |parts: &[(&str, bool)]| {
+            let mut objects = Objects::new();
+            parts
+                .iter()
+                .flat_map(|(d, m)| checks_of(&chunk(d, *m), true, &idx, "", &mut objects))
+                .collect::<Vec<_>>()
+        };
+        let a = run(&[("abcd", true), ("efgh", false)]);
+        let b = run(&[("abcde", true), ("fgh", false)]);
+        assert!(compare(&a, &b, &[]).iter().all(|o| o.problem.is_none()));
+        let c = run(&[("abcd", true), ("efgX", false)]);
+        let bad: Vec<_> = compare(&a, &c, &[])
+            .into_iter()
+            .filter(|o| o.problem.is_some())
+            .collect();
+        assert_eq!(bad.len(), 1, "{bad:?}");
     }
 }

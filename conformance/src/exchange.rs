@@ -8,7 +8,7 @@ use syncml_core::auth::{self as cred, HmacHeader, Nonce, UserKey};
 use syncml_core::transcript::{Side, Transcript};
 use syncml_core::{decode, encode, Command, Encoding, SyncMl};
 
-use crate::checks::{checks_of, compare, Check, Index, Outcome};
+use crate::checks::{checks_of, compare, Check, Index, Objects, Outcome};
 
 /// A message ready to go on the wire.
 #[derive(Debug, Clone)]
@@ -37,9 +37,11 @@ pub struct Exchange<'t> {
     /// `scheme://host:port` of the recorded server, and of the live one.
     pub rec_origin: String,
     pub live_origin: String,
-    /// The recorded and live messages so far, by side, for naming Statuses.
-    rec_index: [Index; 2],
+    /// The live messages of this session so far, by side, for naming Statuses.
     live_index: [Index; 2],
+    /// Large objects the peer is sending, as recorded and live.
+    rec_objects: Objects,
+    live_objects: Objects,
     /// Recorded peer (MsgID, CmdID) to live peer (MsgID, CmdID), and MsgIDs alone.
     cmd_map: HashMap<(u32, u32), (u32, u32)>,
     msg_map: HashMap<u32, u32>,
@@ -108,7 +110,6 @@ impl<'t> Exchange<'t> {
     pub fn new(t: &'t Transcript, me: Side, live_origin: &str) -> Result<Exchange<'t>, String> {
         let d = &t.manifest.device;
         let mut rec_origin = String::new();
-        let mut rec_index: [Index; 2] = Default::default();
         // Nonces the recording issued: the client's creds use the server's, and back.
         let mut rec_nonces: [Vec<Nonce>; 2] =
             [vec![nonce(&d.client_nonce)], vec![nonce(&d.server_nonce)]];
@@ -116,7 +117,10 @@ impl<'t> Exchange<'t> {
             let Some(msg) = t.bodies.get(i).and_then(|b| b.as_ref()) else {
                 continue;
             };
-            let msg = decode(msg.as_bytes()).map_err(|e| format!("message {}: {e}", i + 1))?;
+            // An unreadable message (a protocol error on purpose) names nothing.
+            let Ok(msg) = decode(msg.as_bytes()) else {
+                continue;
+            };
             if rec_origin.is_empty() {
                 let uri = match m.from {
                     Side::Client => &msg.hdr.target.loc_uri,
@@ -124,7 +128,6 @@ impl<'t> Exchange<'t> {
                 };
                 rec_origin = origin(uri);
             }
-            rec_index[side_ix(m.from)].add(&msg);
             // A Chal from the server holds the nonce of the client's next creds.
             let whose = side_ix(other(m.from));
             rec_nonces[whose].extend(chal_nonces(&msg));
@@ -140,8 +143,9 @@ impl<'t> Exchange<'t> {
             me,
             rec_origin,
             live_origin: live_origin.trim_end_matches('/').to_owned(),
-            rec_index,
             live_index: Default::default(),
+            rec_objects: Objects::new(),
+            live_objects: Objects::new(),
             cmd_map: HashMap::new(),
             msg_map: HashMap::new(),
             session_id: None,
@@ -192,7 +196,10 @@ impl<'t> Exchange<'t> {
     /// The replay's own message `i` rewritten for the live exchange.
     pub fn outgoing(&mut self, i: usize) -> Result<Outgoing, String> {
         let entry = &self.t.manifest.messages[i];
-        if self.t.bodies[i].is_none() {
+        let readable = self.t.bodies[i]
+            .as_deref()
+            .is_some_and(|b| decode(b.as_bytes()).is_ok());
+        if !readable {
             // Kept as it came (not a readable message): sent as it is.
             let body = self
                 .t
@@ -275,7 +282,10 @@ impl<'t> Exchange<'t> {
         self.live_index[side_ix(self.me)].add(&msg);
         Ok(Outgoing {
             body,
-            content_type: enc.media_type().to_owned(),
+            content_type: entry
+                .content_type
+                .clone()
+                .unwrap_or_else(|| enc.media_type().to_owned()),
             hmac,
             msg: Some(msg),
         })
@@ -330,19 +340,10 @@ impl<'t> Exchange<'t> {
             problem: (live.http_status != want_status)
                 .then(|| format!("expected status {want_status}, got {}", live.http_status)),
         }];
-        let recorded = match self.t.bodies[i].as_deref() {
-            Some(text) => match decode(text.as_bytes()) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    out.push(Outcome {
-                        key: "recording".into(),
-                        problem: Some(format!("message {} does not decode: {e}", i + 1)),
-                    });
-                    return out;
-                }
-            },
-            None => None,
-        };
+        // A recorded body that does not decode is kept as it came: see below.
+        let recorded = self.t.bodies[i]
+            .as_deref()
+            .and_then(|text| decode(text.as_bytes()).ok());
         let Some(recorded) = recorded else {
             if entry.file.is_some() {
                 // The recording kept an unreadable message: so must the peer's be.
@@ -389,15 +390,17 @@ impl<'t> Exchange<'t> {
         let mut expected = checks_of(
             &recorded,
             from_server,
-            &self.rec_index[side_ix(self.me)],
-            &self.rec_origin,
+            &self.rec_index_before(i),
+            &self.rec_origin.clone(),
+            &mut self.rec_objects,
         );
         expected.extend(rec_checks);
         let mut found = checks_of(
             &got,
             from_server,
             &self.live_index[side_ix(self.me)],
-            &self.live_origin,
+            &self.live_origin.clone(),
+            &mut self.live_objects,
         );
         found.extend(live_checks);
         out.extend(compare(&expected, &found, &self.t.manifest.vary));
@@ -457,6 +460,25 @@ impl<'t> Exchange<'t> {
                         .and_then(|b| decode(b.as_bytes()).ok())
                         .is_some_and(|m| m.hdr == msg.hdr && m.body == msg.body)
             })
+    }
+
+    /// The replay's own recorded messages of message `i`'s session before it (what
+    /// the recorded Statuses of message `i` answer).
+    fn rec_index_before(&self, i: usize) -> Index {
+        let session = self.t.manifest.messages[i].session;
+        let mut idx = Index::default();
+        for (j, e) in self.t.manifest.messages.iter().enumerate().take(i) {
+            if e.from != self.me || e.session != session {
+                continue;
+            }
+            if let Some(m) = self.t.bodies[j]
+                .as_deref()
+                .and_then(|b| decode(b.as_bytes()).ok())
+            {
+                idx.add(&m);
+            }
+        }
+        idx
     }
 
     /// The nonces the recorded peer's creds could use up to message `i`.
@@ -520,6 +542,12 @@ impl<'t> Exchange<'t> {
     /// serves: its SessionID and Source are the live ones from then on.
     pub fn new_session(&mut self) {
         self.session_id = None;
+        self.live_index = Default::default();
+        self.rec_objects.clear();
+        self.live_objects.clear();
+        self.cmd_map.clear();
+        self.msg_map.clear();
+        self.msg_offset = 0;
     }
 
     /// Uses a nonce the live peer issued outside a message (package #0 session).

@@ -153,11 +153,11 @@ session("X-auth-unknown-device", "Package 1 from a device the server does not kn
         lambda d: [("client", pkg1(d)), ("server", stub_server(d))], setup=[])
 session("X-err-content-type-415", "Package 1 posted as text/plain: HTTP 415", 6,
         lambda d: [("client", pkg1(d), {"content_type": "text/plain"}), ("server", None, {"http_status": 415})],
-        pending="dm-conformance sends its own messages with the media type of their encoding, not the manifest's content_type")
+)
 session("X-err-malformed-xml", "A body that is not well-formed XML: refused (HTTP 400), the server keeps serving", 7,
         lambda d: [("client", pkg1(d).split("<SyncBody>")[0] + "<SyncBody><Alert><CmdID>1</CmdID>\n"),
                    ("server", None, {"http_status": 400})],
-        pending="a body that does not decode, stored as NN-client.xml, stops the replay (it decodes every .xml body before sending)")
+)
 session("X-err-client-repeated-msgid", "The client's second message repeats MsgID 1: the server must not take it as new", 8,
         lambda d: [("client", pkg1(d)), ("server", stub_server(d)),
                    ("client", message(SERVER_URL, d, status(7, 1, 0, "SyncHdr", 200, d), msg_id=1)),
@@ -232,11 +232,19 @@ def write(name, s, out):
     setup = s["setup"]
     if setup is None:
         setup = setup_device(d["auth"], "md5" if d["server_password"] else None)
-    m = {"format": 1, "name": name, "title": s["title"], "recorded_by": "hand", "device": d,
-         "setup": setup, "message": entries}
+    m = {"format": 1, "name": name, "title": s["title"], "recorded_by": "hand",
+         "tests": tests_side(s), "device": d, "setup": setup, "message": entries}
     if not setup:
         del m["setup"]
     (folder / "session.toml").write_text(mf.dumps(m))
+
+
+def tests_side(s):
+    """The side a session tests: the peer of the side written by hand (the stubs are
+    the tested side's, replaced by --bless)."""
+    first = s["messages"](device(s["n"])["id"])
+    hand_side = "server" if STUB_NOTE in (first[0][1] or "") else "client"
+    return "client" if hand_side == "server" else "server"
 
 
 def main():
@@ -251,10 +259,7 @@ def main():
     if args.directions:
         for name, s in SESSIONS.items():
             if not s["pending"]:
-                first_hand = s["messages"](device(s["n"])["id"])
-                # The side written by hand is the replaying side; stubs are the peer's.
-                hand_side = "server" if STUB_NOTE in (first_hand[0][1] or "") else "client"
-                print(name, "client" if hand_side == "server" else "server")
+                print(name, tests_side(s))
         return
     for name, s in SESSIONS.items():
         if args.names and name not in args.names:

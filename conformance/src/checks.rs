@@ -371,6 +371,16 @@ mod tests {
         decode(xml.as_bytes()).unwrap()
     }
 
+    /// The failed checks of `got` against `want` (both server messages).
+    fn failed(want: &SyncMl, got: &SyncMl, idx: &Index) -> Vec<Outcome> {
+        let a = checks_of(want, true, idx, "", &mut Objects::new());
+        let b = checks_of(got, true, idx, "", &mut Objects::new());
+        compare(&a, &b, &[])
+            .into_iter()
+            .filter(|o| o.problem.is_some())
+            .collect()
+    }
+
     fn client_pkg1() -> SyncMl {
         let xml = "<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto>\
              <SessionID>1</SessionID><MsgID>1</MsgID><Target><LocURI>http://srv:1/dm</LocURI></Target>\
@@ -430,12 +440,7 @@ mod tests {
         idx.add(&client_pkg1());
         let with = msg("<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>0</CmdRef><Cmd>SyncHdr</Cmd><Data>212</Data></Status>");
         let without = msg("");
-        let r = compare(
-            &checks_of(&with, true, &idx, "", &mut Objects::new()),
-            &checks_of(&without, true, &idx, "", &mut Objects::new()),
-            &[],
-        );
-        let failed: Vec<_> = r.iter().filter(|o| o.problem.is_some()).collect();
+        let failed = failed(&with, &without, &idx);
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].key, "Status SyncHdr");
         assert!(failed[0]
@@ -452,12 +457,7 @@ mod tests {
             msg("<Get><CmdID>3</CmdID><Item><Target><LocURI>./A</LocURI></Target></Item></Get>");
         let two = msg("<Get><CmdID>3</CmdID><Item><Target><LocURI>./A</LocURI></Target></Item></Get>\
                        <Get><CmdID>4</CmdID><Item><Target><LocURI>./A</LocURI></Target></Item></Get>");
-        let r = compare(
-            &checks_of(&one, true, &idx, "", &mut Objects::new()),
-            &checks_of(&two, true, &idx, "", &mut Objects::new()),
-            &[],
-        );
-        let failed: Vec<_> = r.iter().filter(|o| o.problem.is_some()).collect();
+        let failed = failed(&one, &two, &idx);
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].key, "Get ./A #2");
     }

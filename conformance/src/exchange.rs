@@ -158,27 +158,26 @@ impl<'t> Exchange<'t> {
         })
     }
 
-    /// The key of the replay's own credentials.
-    fn my_key(&self) -> Option<UserKey> {
+    /// A side's user name and password (the server has none without a password).
+    fn login(&self, side: Side) -> Option<(String, String)> {
         let d = &self.t.manifest.device;
-        match self.me {
-            Side::Client => Some(UserKey::new(&d.user, &d.password)),
+        match side {
+            Side::Client => Some((d.user.clone(), d.password.clone())),
             Side::Server if !d.server_password.is_empty() => {
-                Some(UserKey::new(&d.server_id, &d.server_password))
+                Some((d.server_id.clone(), d.server_password.clone()))
             }
             Side::Server => None,
         }
     }
 
+    /// The key of the replay's own credentials.
+    fn my_key(&self) -> Option<UserKey> {
+        self.login(self.me).map(|(u, p)| UserKey::new(&u, &p))
+    }
+
     fn peer_key(&self) -> Option<UserKey> {
-        let d = &self.t.manifest.device;
-        match self.me {
-            Side::Server => Some(UserKey::new(&d.user, &d.password)),
-            Side::Client if !d.server_password.is_empty() => {
-                Some(UserKey::new(&d.server_id, &d.server_password))
-            }
-            Side::Client => None,
-        }
+        self.login(other(self.me))
+            .map(|(u, p)| UserKey::new(&u, &p))
     }
 
     /// Recorded XML with the recorded server's address replaced.
@@ -230,19 +229,18 @@ impl<'t> Exchange<'t> {
         }
         self.remap_refs(&mut msg.body.commands);
         // Credentials: recomputed, valid where the recording's were valid.
-        if let (Some(c), Some(key)) = (&recorded.hdr.cred, self.my_key()) {
-            let valid = self.rec_my_nonces.iter().any(|n| {
-                cred::verify_cred(c, recorded.hdr.source.loc_name.as_deref(), &key, n).is_ok()
-            });
-            let key = if valid {
-                key
+        if let (Some(c), Some((user, password))) = (&recorded.hdr.cred, self.login(self.me)) {
+            let loc_name = recorded.hdr.source.loc_name.as_deref();
+            let key = UserKey::new(&user, &password);
+            let valid = self
+                .rec_my_nonces
+                .iter()
+                .any(|n| cred::verify_cred(c, loc_name, &key, n).is_ok());
+            // A recording's wrong credentials stay wrong.
+            let password = if valid {
+                password
             } else {
-                let d = &self.t.manifest.device;
-                let (u, p) = match self.me {
-                    Side::Client => (&d.user, &d.password),
-                    Side::Server => (&d.server_id, &d.server_password),
-                };
-                UserKey::new(u, &format!("{p}-not-the-password"))
+                format!("{password}-not-the-password")
             };
             let basic = c
                 .meta
@@ -250,19 +248,9 @@ impl<'t> Exchange<'t> {
                 .and_then(|m| m.type_.as_deref())
                 .is_none_or(|t| t.trim().eq_ignore_ascii_case("syncml:auth-basic"));
             msg.hdr.cred = Some(if basic {
-                let d = &self.t.manifest.device;
-                let (u, p) = match self.me {
-                    Side::Client => (d.user.clone(), d.password.clone()),
-                    Side::Server => (d.server_id.clone(), d.server_password.clone()),
-                };
-                let p = if valid {
-                    p
-                } else {
-                    format!("{p}-not-the-password")
-                };
-                cred::basic_cred(&u, &p)
+                cred::basic_cred(&user, &password)
             } else {
-                cred::md5_cred(&key, &self.my_nonce)
+                cred::md5_cred(&UserKey::new(&user, &password), &self.my_nonce)
             });
         }
         let enc = match entry.encoding.as_deref() {

@@ -73,7 +73,7 @@ pub fn replay<W: Write>(
     for d in &t.manifest.download {
         match std::fs::read(t.dir.join(&d.file)) {
             Ok(b) => {
-                downloads.insert(d.path.clone(), b);
+                downloads.insert(d.path.clone(), (d.status.unwrap_or(200), b));
             }
             Err(e) => return report.check("recording", Some(&format!("{}: {e}", d.file))),
         }

@@ -54,8 +54,11 @@ pub struct Endpoint {
     _thread: std::thread::JoinHandle<()>,
 }
 
-/// Starts an endpoint on 127.0.0.1 serving `downloads` (URL path to bytes).
-pub fn start(downloads: HashMap<String, Vec<u8>>) -> std::io::Result<Endpoint> {
+/// A file served on GET: its HTTP status and body.
+pub type Served = (u16, Vec<u8>);
+
+/// Starts an endpoint on 127.0.0.1 serving `downloads` (URL path to status and body).
+pub fn start(downloads: HashMap<String, Served>) -> std::io::Result<Endpoint> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -120,18 +123,20 @@ fn plain(status: u16, body: &'static str) -> Response<Full<Bytes>> {
 async fn handle(
     req: Request<Body>,
     tx: mpsc::Sender<Posted>,
-    downloads: Arc<HashMap<String, Vec<u8>>>,
+    downloads: Arc<HashMap<String, Served>>,
     fetched: Arc<std::sync::Mutex<Vec<String>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        let Some(bytes) = downloads.get(&path) else {
+        let Some((status, bytes)) = downloads.get(&path) else {
             return Ok(plain(404, "not found"));
         };
         if let Ok(mut f) = fetched.lock() {
             f.push(path);
         }
-        return Ok(Response::new(Full::new(Bytes::from(bytes.clone()))));
+        let mut r = Response::new(Full::new(Bytes::from(bytes.clone())));
+        *r.status_mut() = hyper::StatusCode::from_u16(*status).unwrap_or_default();
+        return Ok(r);
     }
     if req.method() != Method::POST {
         return Ok(plain(405, "method not allowed"));

@@ -59,9 +59,23 @@ def device_id(n):
     return f"IMEI:35400000000{n:04d}"
 
 
+# Paths of the download server that answer with an error status (and this body).
+ERRORS = {"/fw/server-error.pkg": (500, b"download server error\n")}
+
+
 class Quiet(SimpleHTTPRequestHandler):
     def log_message(self, *a):
         pass
+
+    def do_GET(self):
+        if self.path in ERRORS:
+            status, body = ERRORS[self.path]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
 
 
 def build_packages(syncml, www):
@@ -287,6 +301,14 @@ def finish(out, s, steps, static, base):
     m["setup"] = steps
     for d in m.get("download", []):
         d["path"] = d["path"].replace(static, "")
+    # A download the server refused is not recorded by the client: the replay must
+    # refuse it the same way.
+    for p, (status, body) in ERRORS.items():
+        used = any(p in f.read_text() for f in out.iterdir() if f.suffix == ".xml")
+        if used and not any(d["path"] == p for d in m.get("download", [])):
+            name = "dl-" + p.rsplit("/", 1)[-1]
+            (out / name).write_bytes(body)
+            m.setdefault("download", []).append({"path": p, "file": name, "status": status})
     path.write_text(mf.dumps(m))
 
 

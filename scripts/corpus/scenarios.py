@@ -202,6 +202,8 @@ scenario("X-fumo-411-bad-url", "FUMO Download of a URL that names nothing (HTTP 
          [fumo("Download", "{server}/fw/missing.pkg", "corr-411")])
 scenario("X-fumo-412-server-unavailable", "FUMO Download from a server that refuses connections: result 412",
          [fumo("Download", UNAVAILABLE, "corr-412")])
+scenario("X-fumo-500-download-server-error", "FUMO Download from a server that answers HTTP 500: result 500 (download server error), State 20",
+         [fumo("Download", "{server}/fw/server-error.pkg", "corr-500") + [get("./FUMO/1/State")]])
 scenario("X-fumo-update-without-package", "FUMO Exec of Update with no package in the slot: refused (405), no report",
          [[replace("./FUMO/1/PkgName", "corpus-fw"),
            {"cmd": "Exec", "target": "./FUMO/1/Update", "correlator": "corr-upd-none"}]])

@@ -201,6 +201,10 @@ pub struct DownloadEntry {
     pub path: String,
     /// The file in the session folder.
     pub file: String,
+    /// The HTTP status it was served with, when not 200 (a download server error):
+    /// the file is then the error's body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
 }
 
 fn one() -> u32 {
@@ -694,6 +698,7 @@ impl Recorder {
         self.manifest.download.push(DownloadEntry {
             path: url_path.to_owned(),
             file,
+            status: None,
         });
         self.save()
     }

@@ -224,6 +224,42 @@ impl CommandSpec {
     }
 }
 
+/// Makes `cmd` fit an XML message: binary data that XML cannot carry goes as base64
+/// text with Format `b64` (the way DM carries binary data in XML); WBXML carries it as
+/// it is, as opaque data.
+pub fn fit_for_xml(cmd: &mut Command) {
+    if let Command::Atomic(c) | Command::Sequence(c) = cmd {
+        c.commands.iter_mut().for_each(fit_for_xml);
+        return;
+    }
+    let Some(ic) = cmd.item_cmd_mut() else {
+        return;
+    };
+    for item in &mut ic.items {
+        let mut converted = false;
+        for d in &mut item.data {
+            if let Data::Opaque(b) = d {
+                if !xml_can_carry(b) {
+                    *d = Data::Text(B64.encode(&*b));
+                    converted = true;
+                }
+            }
+        }
+        if converted {
+            item.meta.get_or_insert_with(Default::default).format = Some("b64".into());
+        }
+    }
+}
+
+/// Whether bytes are text an XML 1.0 document can hold.
+fn xml_can_carry(b: &[u8]) -> bool {
+    std::str::from_utf8(b).is_ok_and(|s| {
+        s.chars().all(|c| {
+            matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        })
+    })
+}
+
 fn item(s: &ItemSpec) -> Item {
     let meta = (s.format.is_some() || s.type_.is_some())
         .then(|| Box::new(Meta::format_type(s.format.as_deref(), s.type_.as_deref())));
@@ -253,6 +289,44 @@ fn item(s: &ItemSpec) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_data_goes_as_base64_in_xml_and_as_it_is_in_wbxml() {
+        let blob = B64.encode([0u8, 1, 0xff, 0xfe, b'x']);
+        let json = format!(
+            r#"{{"cmd": "Atomic", "commands": [{{"cmd": "Add", "target": "./Vendor/Blob", "data": "{blob}", "encoding": "b64", "format": "bin"}}, {{"cmd": "Replace", "target": "./Vendor/T", "data": "text"}}]}}"#
+        );
+        let cmd = spec(&json).unwrap().to_command().unwrap();
+        let msg = |c: Command| {
+            let mut b = syncml_core::MessageBuilder::new(
+                syncml_core::DmVersion::V1_2,
+                "1",
+                1,
+                "IMEI:1",
+                "http://srv/dm",
+            );
+            b.command(c);
+            b.finish()
+        };
+        // WBXML carries the bytes; XML cannot, until they are made base64 text.
+        let wbxml = syncml_core::encode(&msg(cmd.clone()), syncml_core::Encoding::Wbxml).unwrap();
+        assert_eq!(syncml_core::decode(&wbxml).unwrap(), msg(cmd.clone()));
+        assert!(syncml_core::encode(&msg(cmd.clone()), syncml_core::Encoding::Xml).is_err());
+        let mut fitted = cmd;
+        fit_for_xml(&mut fitted);
+        let xml = syncml_core::encode(&msg(fitted), syncml_core::Encoding::Xml).unwrap();
+        let back = syncml_core::decode(&xml).unwrap();
+        let Command::Atomic(a) = &back.body.commands[0] else {
+            panic!("{back:?}")
+        };
+        let add = &a.commands[0].items()[0];
+        assert_eq!(add.data_str(), Some(blob.as_str()));
+        assert_eq!(add.meta.as_ref().unwrap().format.as_deref(), Some("b64"));
+        // Text data is left alone, with the format it had.
+        let replace = &a.commands[1].items()[0];
+        assert_eq!(replace.data_str(), Some("text"));
+        assert!(replace.meta.is_none());
+    }
 
     fn spec(json: &str) -> Result<CommandSpec, SpecError> {
         serde_json::from_str::<CommandSpec>(json)

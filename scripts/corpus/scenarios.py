@@ -102,6 +102,9 @@ scenario("X-cmd-add-replace-get-delete", "Add (interior and leaf), Replace, Get,
          [[add("./Vendor/Corpus", None, "node"), add("./Vendor/Corpus/Note", "hello", "chr"),
            replace("./Vendor/Corpus/Note", "bye"), get("./Vendor/Corpus/Note"),
            {"cmd": "Delete", "target": "./Vendor/Corpus/Note"}]])
+scenario("X-cmd-binary-data-xml", "Binary data (bytes XML cannot hold) added to a bin node in an XML session: sent as base64 text with Format b64, read back the same way",
+         [[{"cmd": "Add", "target": "./Vendor/Blob", "format": "bin", "encoding": "b64",
+            "data": "AAH//gB4eXo="}, get("./Vendor/Blob")]])
 scenario("X-cmd-copy", "Copy of a leaf to a new node, read back",
          [[add("./Vendor/CopySrc", "copied value", "chr"),
            {"cmd": "Copy", "target": "./Vendor/CopyDst", "source": "./Vendor/CopySrc"},

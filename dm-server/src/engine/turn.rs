@@ -676,6 +676,9 @@ impl<'a> Turn<'a> {
                     continue;
                 }
             };
+            if self.enc == Encoding::Xml {
+                crate::spec::fit_for_xml(&mut cmd);
+            }
             self.tag(
                 &mut cmd,
                 Origin::Queue {

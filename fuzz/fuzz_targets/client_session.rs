@@ -8,6 +8,8 @@
 use libfuzzer_sys::fuzz_target;
 use syncml_dm_fuzz::{run_client, split_messages};
 
+syncml_dm_fuzz::asan_options!();
+
 fuzz_target!(|data: &[u8]| {
     run_client(&split_messages(data));
 });

@@ -7,6 +7,7 @@ use dm_tree::ddf::{parse_ddf, write_document};
 use dm_tree::doc::{read_root, write_wbxml, write_xml};
 use dm_tree::tnds::parse_tnds;
 use libfuzzer_sys::fuzz_target;
+use syncml_core::Encoding;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(root) = read_root(data) {
@@ -18,7 +19,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let doc = write_document(&roots);
     for (enc, bytes) in [("XML", write_xml(&doc)), ("WBXML", write_wbxml(&doc))] {
-        let bytes = bytes.unwrap_or_else(|e| panic!("a parsed DDF does not write as {enc}: {e}"));
+        let bytes = match bytes {
+            Ok(b) => b,
+            // WBXML carries characters and bytes XML 1.0 cannot (control characters,
+            // opaque data): a DDF read from WBXML may not be writable as XML.
+            Err(_) if enc == "XML" && matches!(Encoding::detect(data), Ok(Encoding::Wbxml)) => {
+                continue
+            }
+            Err(e) => panic!("a parsed DDF does not write as {enc}: {e}"),
+        };
         let back = parse_ddf(&bytes).unwrap_or_else(|e| {
             panic!(
                 "our {enc} DDF does not parse: {e}\n{}",

@@ -12,13 +12,32 @@ use syncml_core::{
     EncodeOptions, Encoding, Item, ItemCmd, Location, Meta, Namespace, Node, Results, Status,
     StatusCode, SyncBody, SyncHdr, SyncMl,
 };
+use syncml_dm_fuzz::{has_foreign_namespace, without_namespaces};
 
 /// Words that reach the parser's special cases (formats, auth types, URIs...).
 const WORDS: &[&str] = &[
-    "chr", "b64", "bin", "int", "node", "xml", "syncml:auth-md5", "syncml:auth-basic",
-    "./DevInfo/DevId", "./FUMO/x/Download", "DL_URL=http://dl.test/p", "DL_Prompt=1",
-    "IMEI:493005100592800", "https://dm.example.com/dm", "text/plain", "Tm9uY2U=",
-    "a&b<c>d\"e'f", "]]>", "Grüße ✓", "x", "0", "1226",
+    "chr",
+    "b64",
+    "bin",
+    "int",
+    "node",
+    "xml",
+    "syncml:auth-md5",
+    "syncml:auth-basic",
+    "./DevInfo/DevId",
+    "./FUMO/x/Download",
+    "DL_URL=http://dl.test/p",
+    "DL_Prompt=1",
+    "IMEI:493005100592800",
+    "https://dm.example.com/dm",
+    "text/plain",
+    "Tm9uY2U=",
+    "a&b<c>d\"e'f",
+    "]]>",
+    "Grüße ✓",
+    "x",
+    "0",
+    "1226",
 ];
 
 /// A string as the model holds it after decoding: the codecs drop nothing but
@@ -40,7 +59,10 @@ fn nonempty(u: &mut Unstructured) -> Result<String> {
     Ok(if s.is_empty() { "x".into() } else { s })
 }
 
-fn opt<T>(u: &mut Unstructured, f: impl FnOnce(&mut Unstructured) -> Result<T>) -> Result<Option<T>> {
+fn opt<T>(
+    u: &mut Unstructured,
+    f: impl FnOnce(&mut Unstructured) -> Result<T>,
+) -> Result<Option<T>> {
     Ok(if u.arbitrary()? { Some(f(u)?) } else { None })
 }
 
@@ -174,7 +196,9 @@ fn command(u: &mut Unstructured, id: &mut u32, depth: u32, binary_ok: bool) -> R
             cmd_id: cid,
             msg_ref: opt(u, |u| u.arbitrary())?,
             cmd_ref: u.arbitrary()?,
-            cmd: u.choose(&["SyncHdr", "Get", "Replace", "Alert"])?.to_string(),
+            cmd: u
+                .choose(&["SyncHdr", "Get", "Replace", "Alert"])?
+                .to_string(),
             target_ref: list(u, 2, nonempty)?,
             source_ref: list(u, 2, nonempty)?,
             cred: None,
@@ -273,6 +297,15 @@ fuzz_target!(|bytes: &[u8]| {
                 String::from_utf8_lossy(&bytes)
             )
         });
-        assert_eq!(back, m, "{enc:?} round trip changed the message");
+        if enc == Encoding::Wbxml && has_foreign_namespace(&m) {
+            // Foreign namespaces do not survive WBXML (see `without_namespaces`).
+            assert_eq!(
+                without_namespaces(&back),
+                without_namespaces(&m),
+                "{enc:?} round trip changed the message"
+            );
+        } else {
+            assert_eq!(back, m, "{enc:?} round trip changed the message");
+        }
     }
 });

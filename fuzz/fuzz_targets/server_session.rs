@@ -9,6 +9,8 @@
 use libfuzzer_sys::fuzz_target;
 use syncml_dm_fuzz::{split_messages, ServerRig};
 
+syncml_dm_fuzz::asan_options!();
+
 fuzz_target!(|data: &[u8]| {
     ServerRig::get().run(&split_messages(data));
 });

@@ -58,7 +58,11 @@ fuzz_target!(|data: &[u8]| {
                     "the normal form of a valid {format:?} value is not valid: {:?}",
                     String::from_utf8_lossy(&norm)
                 );
-                assert_eq!(format.normalize(&norm), norm, "{format:?} normalize is not idempotent");
+                assert_eq!(
+                    format.normalize(&norm),
+                    norm,
+                    "{format:?} normalize is not idempotent"
+                );
             } else {
                 let _ = format.normalize(value);
             }

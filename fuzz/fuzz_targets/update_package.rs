@@ -28,7 +28,11 @@ fn exercise(bytes: &[u8]) {
     let _ = p.verify_signature(&[key]);
     let _ = p.check_fit("X1", "1.0");
     if let Ok(image) = p.apply(&old_image(), MAX_OUT) {
-        assert_eq!(image.len() as u64, p.header.target_len, "applied image length");
+        assert_eq!(
+            image.len() as u64,
+            p.header.target_len,
+            "applied image length"
+        );
     }
 }
 
@@ -65,4 +69,3 @@ fuzz_target!(|data: &[u8]| {
     bytes.extend_from_slice(rest);
     exercise(&bytes);
 });
-

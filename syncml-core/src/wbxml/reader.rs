@@ -256,6 +256,12 @@ impl<'i> WbxmlReader<'i> {
                 END => return Ok(attrs),
                 LITERAL => {
                     let name = self.table_ref()?.into_owned();
+                    if name.is_empty() {
+                        return self.err(
+                            at,
+                            Problem::UnsupportedToken("LITERAL with an empty name", b),
+                        );
+                    }
                     attrs.push(Attr {
                         name,
                         value: String::new(),
@@ -321,6 +327,13 @@ impl<'i> WbxmlReader<'i> {
         }
         let (ns, name): (Namespace, Cow<'i, str>) = if b & 0x3F == LITERAL {
             let name = self.table_ref()?;
+            if name.is_empty() {
+                // No writer can name an element "" (found by fuzzing the round trip).
+                return self.err(
+                    at,
+                    Problem::UnsupportedToken("LITERAL with an empty name", b),
+                );
+            }
             let ns = self.stack.last().cloned().unwrap_or(Namespace::SyncMl);
             (ns, name)
         } else {

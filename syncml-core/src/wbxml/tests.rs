@@ -979,3 +979,28 @@ fn large_message_raw_reader_speed() {
     println!("read {n} events ({bytes} text bytes) in {:?}", t0.elapsed());
     assert_eq!(n, evs.len());
 }
+
+/// Found by fuzzing (fuzz/regressions/roundtrip_bytes/empty-literal-name): a LITERAL
+/// naming the empty string was read as an element (or attribute) no writer can write.
+#[test]
+fn empty_literal_names_are_refused() {
+    let problem = Problem::UnsupportedToken("LITERAL with an empty name", 0);
+    // Table: "" at 0, "x" at 1. Root SyncML (0x6D), then LITERAL|CONTENT -> "".
+    let bytes = doc(b"\0x\0", &[0x6D, 0x44, 0x00, 0x01, 0x01]);
+    let e = read_err(&bytes);
+    assert!(
+        matches!(e, Error::Decode { problem: Problem::UnsupportedToken(what, _), .. } if what == "LITERAL with an empty name"),
+        "{e:?} (expected {problem:?})"
+    );
+    // An attribute LITERAL naming "" (SyncML with attributes: 0xED, LITERAL -> "").
+    let bytes = doc(b"\0x\0", &[0xED, 0x04, 0x00, 0x01, 0x01]);
+    assert!(matches!(
+        read_err(&bytes),
+        Error::Decode {
+            problem: Problem::UnsupportedToken(_, 0x04),
+            ..
+        }
+    ));
+    // A non-empty literal still reads.
+    assert!(read_all(&doc(b"\0x\0", &[0x6D, 0x44, 0x01, 0x01, 0x01])).is_ok());
+}

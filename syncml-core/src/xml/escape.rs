@@ -93,9 +93,11 @@ fn classify_amp(rest: &str) -> Amp<'_> {
         } else {
             None
         };
-        // Any Unicode scalar value but NUL is accepted (lenient: C0 controls pass;
-        // surrogates and values above U+10FFFF do not).
-        return match parsed.filter(|&v| v != 0).and_then(char::from_u32) {
+        // Only characters XML 1.0 allows (its Char production): NUL, the other C0
+        // controls but tab, LF and CR, U+FFFE/U+FFFF, surrogates and values above
+        // U+10FFFF are refused. C0 controls used to pass, which let a message in
+        // that no XML writer can write back out (found by fuzzing the round trip).
+        return match parsed.and_then(char::from_u32).filter(|&c| is_xml_char(c)) {
             Some(c) => Amp::Char(c, 3 + run),
             None => Amp::BadCharRef(body),
         };
@@ -392,6 +394,18 @@ mod tests {
     #[test]
     fn bad_char_refs() {
         assert_eq!(un("&#0;").unwrap_err(), (0, Problem::CharRef("0".into())));
+        // Found by fuzzing (fuzz/regressions/roundtrip_bytes): C0 controls and
+        // the non-characters U+FFFE/U+FFFF cannot be written back as XML.
+        assert_eq!(un("&#1;").unwrap_err(), (0, Problem::CharRef("1".into())));
+        assert_eq!(
+            un("a&#x1B;").unwrap_err(),
+            (1, Problem::CharRef("x1B".into()))
+        );
+        assert_eq!(
+            un("&#xFFFE;").unwrap_err(),
+            (0, Problem::CharRef("xFFFE".into()))
+        );
+        assert_eq!(un("&#9;&#10;&#13;").unwrap(), "\t\n\r");
         assert_eq!(
             un("x&#xD800;").unwrap_err(),
             (1, Problem::CharRef("xD800".into()))

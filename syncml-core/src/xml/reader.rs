@@ -15,7 +15,7 @@ use crate::event::{is_blank, Attr, Event, Namespace, Source, Start};
 use crate::limits::Limits;
 use crate::tags;
 
-use super::escape::{normalize_newlines, unescape};
+use super::escape::{is_name, normalize_newlines, unescape};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -70,6 +70,24 @@ pub struct XmlReader<'i> {
     error: Option<Error>,
 }
 
+/// The first character of valid UTF-8 `b` that XML 1.0 forbids: a C0 control other
+/// than tab, line feed and carriage return, or U+FFFE / U+FFFF (surrogates cannot
+/// occur in valid UTF-8). One pass over the bytes.
+fn first_non_xml_char(b: &[u8]) -> Option<(usize, u32)> {
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r') {
+            return Some((i, u32::from(c)));
+        }
+        if c == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+            return Some((i, 0xFFF0 | u32::from(b[i + 2] & 0x0F)));
+        }
+        i += 1;
+    }
+    None
+}
+
 impl<'i> XmlReader<'i> {
     /// A reader over `input`. Fails at once on empty, oversized or non-UTF-8 input.
     pub fn new(input: &'i [u8], limits: Limits) -> Result<Self, Error> {
@@ -87,6 +105,14 @@ impl<'i> XmlReader<'i> {
             return Err(Error::decode(
                 bom,
                 Problem::Xml("a second byte order mark".into()),
+            ));
+        }
+        if let Some((at, c)) = first_non_xml_char(body) {
+            // XML 1.0 allows these nowhere in a document (its Char production); a
+            // message that held one could not be written back (found by fuzzing).
+            return Err(Error::decode(
+                bom + at,
+                Problem::Xml(format!("the character U+{c:04X} is not allowed in XML 1.0")),
             ));
         }
         let mut qx = quick_xml::Reader::from_reader(body);
@@ -331,6 +357,12 @@ impl<'i> XmlReader<'i> {
                         ns: Namespace::from_uri(&value),
                     });
                 } else {
+                    if !is_name(key, true) {
+                        return Err(self.err(
+                            pos,
+                            Problem::Xml(format!("attribute {key:?} is not an XML name")),
+                        ));
+                    }
                     attrs.push(Attr {
                         name: key.to_string(),
                         value: value.into_owned(),
@@ -342,6 +374,11 @@ impl<'i> XmlReader<'i> {
             Some((p, l)) => (Some(p), l),
             None => (None, qname),
         };
+        if !is_name(local, false) || prefix.is_some_and(|p| !is_name(p, false)) {
+            // quick-xml takes any run of name bytes; a name XML does not allow could
+            // not be written back out (found by fuzzing the round trip).
+            return Err(self.err(pos, Problem::Xml(format!("{qname:?} is not an XML name"))));
+        }
         let bound = prefix.and_then(|p| {
             self.bindings
                 .iter()
@@ -451,6 +488,67 @@ mod tests {
             Err(Error::Decode { offset, problem }) => (offset, problem),
             other => panic!("expected a decode error, got {other:?}"),
         }
+    }
+
+    /// Found by fuzzing (fuzz/regressions/roundtrip_bytes): raw control characters
+    /// were taken into text, giving a message that no XML writer can write back.
+    #[test]
+    fn characters_xml_forbids_are_refused() {
+        assert_eq!(
+            problem("<A>x\u{0}y</A>"),
+            (
+                4,
+                Problem::Xml("the character U+0000 is not allowed in XML 1.0".into())
+            )
+        );
+        assert_eq!(
+            problem("<A b=\"\u{1b}\"/>"),
+            (
+                6,
+                Problem::Xml("the character U+001B is not allowed in XML 1.0".into())
+            )
+        );
+        assert_eq!(
+            problem("<A>\u{FFFE}</A>"),
+            (
+                3,
+                Problem::Xml("the character U+FFFE is not allowed in XML 1.0".into())
+            )
+        );
+        assert_eq!(
+            problem("<!-- \u{FFFF} --><A/>"),
+            (
+                5,
+                Problem::Xml("the character U+FFFF is not allowed in XML 1.0".into())
+            )
+        );
+        // What XML allows still reads: tab, line ends, U+FFFD, astral characters.
+        assert!(events("<A>\t\r\n\u{FFFD}\u{1F600}</A>").is_ok());
+        // The fuzz input: NUL bytes in a Data element.
+        let mut msg = b"<SyncML xmlns=\"SYNCML:SYNCML1.2\"><SyncHdr><VerDTD>1.2</VerDTD>\
+<VerProto>DM/1.2</VerProto><SessionID>9</SessionID><MsgID>3</MsgID><Target><LocURI>a\
+</LocURI></Target><Source><LocURI>b</LocURI></Source></SyncHdr><SyncBody><Alert>\
+<CmdID>1</CmdID><Data>1223</Data><Item><Data>w"
+            .to_vec();
+        msg.extend_from_slice(&[0; 40]);
+        msg.extend_from_slice(b"?</Data></Item></Alert></SyncBody></SyncML>");
+        assert!(crate::decode(&msg).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/roundtrip_bytes/name-not-xml): names
+    /// that XML does not allow were read, and could not be written back.
+    #[test]
+    fn names_xml_forbids_are_refused() {
+        assert_eq!(
+            problem("<A><1222MoreData/></A>").1,
+            Problem::Xml("\"1222MoreData\" is not an XML name".into())
+        );
+        assert!(matches!(problem("<A><p:-x/></A>").1, Problem::Xml(_)));
+        assert!(matches!(
+            problem("<A b.=\"1\" 9c=\"2\"/>").1,
+            Problem::Xml(_)
+        ));
+        assert!(events("<A><b.c-d_1 x:y=\"1\" z=\"2\"/><p:q/></A>").is_ok());
     }
 
     fn st<'a>(ns: Namespace, name: &'a str) -> Event<'a> {

@@ -43,14 +43,19 @@ const WORDS: &[&str] = &[
 /// A string as the model holds it after decoding: the codecs drop nothing but
 /// what cannot be sent (a NUL cannot go in XML or a WBXML inline string), and the
 /// reader takes text runs of a known element as written. Surrounding white space
-/// and other control characters are left out here because they are legitimately
+/// and other control characters (and U+FFFE/U+FFFF, which XML 1.0 cannot carry)
+/// are left out here because they are legitimately
 /// normalised (XML line ends become \n; the typed reader trims numbers).
 fn text(u: &mut Unstructured) -> Result<String> {
     if u.ratio(2, 3)? {
         return Ok(u.choose(WORDS)?.to_string());
     }
     let s: String = u.arbitrary()?;
-    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    // Only characters both encodings carry: XML 1.0 has no U+FFFE / U+FFFF.
+    let s: String = s
+        .chars()
+        .filter(|&c| !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}')
+        .collect();
     Ok(s.trim().to_owned())
 }
 

@@ -89,11 +89,22 @@ impl Element {
         }
     }
 
-    /// In element content, white space is layout, not data.
+    /// In element content, white space is layout, not data. Runs it separated are
+    /// merged, as they would have been had it not been there: adjacent opaque runs
+    /// (or text runs) are one, whichever encoding they came in (found by fuzzing:
+    /// `<![CDATA[a]]> <![CDATA[b]]>` beside an element read as two runs from XML, but
+    /// as one once written to WBXML and read back).
     fn drop_blank_text(&mut self) {
         if self.children.iter().any(|c| matches!(c, Node::Element(_))) {
-            self.children
-                .retain(|c| !matches!(c, Node::Text(t) if is_blank(t)));
+            let kids = std::mem::take(&mut self.children);
+            for c in kids {
+                match (self.children.last_mut(), c) {
+                    (_, Node::Text(t)) if is_blank(&t) => {}
+                    (Some(Node::Opaque(prev)), Node::Opaque(b)) => prev.extend_from_slice(&b),
+                    (Some(Node::Text(prev)), Node::Text(t)) => prev.push_str(&t),
+                    (_, c) => self.children.push(c),
+                }
+            }
         }
     }
 
@@ -142,4 +153,26 @@ fn last(stack: &mut [Element]) -> &mut Element {
     // first element closes.
     let n = stack.len();
     &mut stack[n - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (fuzz/regressions/roundtrip_bytes/opaque-runs-split-by-layout).
+    #[test]
+    fn opaque_runs_split_by_layout_are_one_run() {
+        let xml = b"<SyncML xmlns='SYNCML:SYNCML1.2'><SyncHdr><VerDTD>1.2</VerDTD>\
+<VerProto>DM/1.2</VerProto><SessionID>1</SessionID><MsgID>1</MsgID><Target><LocURI>a\
+</LocURI></Target><Source><LocURI>b</LocURI></Source><X-Ext><![CDATA[en]]> \
+<![CDATA[US]]>\n<![CDATA[!]]><Y/></X-Ext></SyncHdr><SyncBody/></SyncML>";
+        let m = crate::decode(xml).unwrap();
+        let ext = &m.hdr.extra[0];
+        assert_eq!(ext.children.len(), 2, "{ext:?}");
+        assert_eq!(ext.children[0], Node::Opaque(b"enUS!".to_vec()));
+        for enc in [crate::Encoding::Xml, crate::Encoding::Wbxml] {
+            let back = crate::decode(&crate::encode(&m, enc).unwrap()).unwrap();
+            assert_eq!(back, m, "{enc:?}");
+        }
+    }
 }

@@ -650,9 +650,12 @@ impl Piece<'_> {
             return Data::Opaque(bytes);
         }
         match String::from_utf8(bytes) {
-            Ok(t) => Data::Text(t),
+            // A NUL can only have come from an opaque run (no text carries one), and
+            // no encoding writes a NUL inside text: keep the runs apart then too
+            // (found by fuzzing: the joined text could not be written as WBXML).
+            Ok(t) if !t.contains('\0') => Data::Text(t),
             // Text mixed with non-UTF-8 opaque runs: keep each run as it came.
-            Err(_) => Data::Nodes(
+            _ => Data::Nodes(
                 pieces
                     .into_iter()
                     .map(|p| match p {

@@ -1004,3 +1004,24 @@ fn empty_literal_names_are_refused() {
     // A non-empty literal still reads.
     assert!(read_all(&doc(b"\0x\0", &[0x6D, 0x44, 0x01, 0x01, 0x01])).is_ok());
 }
+
+/// Found by fuzzing (fuzz/regressions/roundtrip_bytes/nul-in-opaque-beside-text): an
+/// opaque run holding a NUL beside text was joined into one text, which no encoding
+/// can write; the runs stay apart.
+#[test]
+fn opaque_with_nul_beside_text_stays_apart() {
+    use crate::{decode, encode, Data, Encoding, Item, ItemCmd, MessageBuilder};
+    let mut m = MessageBuilder::client(crate::DmVersion::V1_2, "1", "IMEI:1", "http://s/").finish();
+    let mut item = Item::source("./DevInfo/Sort");
+    item.data = vec![Data::Nodes(vec![
+        crate::Node::Text("80/Manage".into()),
+        crate::Node::Opaque(b"\0\x01VScts".to_vec()),
+    ])];
+    m.body
+        .commands
+        .push(crate::Command::Replace(ItemCmd::new(vec![item])));
+    let bytes = encode(&m, Encoding::Wbxml).unwrap();
+    let back = decode(&bytes).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(decode(&encode(&back, Encoding::Wbxml).unwrap()).unwrap(), m);
+}

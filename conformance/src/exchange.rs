@@ -16,8 +16,6 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     pub content_type: String,
     pub hmac: Option<String>,
-    /// The decoded message as sent (None: a recorded unreadable one).
-    pub msg: Option<SyncMl>,
 }
 
 /// What the live peer sent (or answered, for a reply without body).
@@ -213,7 +211,6 @@ impl<'t> Exchange<'t> {
                 body,
                 content_type,
                 hmac: None,
-                msg: None,
             });
         }
         let text = self.recorded_text(i, &self.live_origin.clone())?;
@@ -275,7 +272,6 @@ impl<'t> Exchange<'t> {
                 .clone()
                 .unwrap_or_else(|| enc.media_type().to_owned()),
             hmac,
-            msg: Some(msg),
         })
     }
 

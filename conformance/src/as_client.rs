@@ -233,11 +233,8 @@ impl Exchange<'_> {
             ls.data,
             StatusCode::InvalidCredentials | StatusCode::MissingCredentials
         ) && ls.chal.is_some();
-        let rec = self.t.bodies[recorded]
-            .as_deref()
-            .and_then(|b| decode(b.as_bytes()).ok());
-        let rec_challenged = rec
-            .as_ref()
+        let rec_challenged = self
+            .recorded(recorded)
             .and_then(hdr_status)
             .is_some_and(|s| s.chal.is_some() && u16::from(s.data) >= 400);
         if !challenged || rec_challenged {

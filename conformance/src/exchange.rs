@@ -32,6 +32,8 @@ pub struct Exchange<'t> {
     pub t: &'t Transcript,
     /// The side the replay plays.
     pub me: Side,
+    /// The recorded messages, decoded once (None: no body, or an unreadable one).
+    rec: Vec<Option<SyncMl>>,
     /// `scheme://host:port` of the recorded server, and of the live one.
     pub rec_origin: String,
     pub live_origin: String,
@@ -111,12 +113,14 @@ impl<'t> Exchange<'t> {
         // Nonces the recording issued: the client's creds use the server's, and back.
         let mut rec_nonces: [Vec<Nonce>; 2] =
             [vec![nonce(&d.client_nonce)], vec![nonce(&d.server_nonce)]];
-        for (i, m) in t.manifest.messages.iter().enumerate() {
-            let Some(msg) = t.bodies.get(i).and_then(|b| b.as_ref()) else {
-                continue;
-            };
-            // An unreadable message (a protocol error on purpose) names nothing.
-            let Ok(msg) = decode(msg.as_bytes()) else {
+        // An unreadable message (a protocol error on purpose) names nothing.
+        let rec: Vec<Option<SyncMl>> = t
+            .bodies
+            .iter()
+            .map(|b| b.as_deref().and_then(|b| decode(b.as_bytes()).ok()))
+            .collect();
+        for (m, msg) in t.manifest.messages.iter().zip(&rec) {
+            let Some(msg) = msg else {
                 continue;
             };
             if rec_origin.is_empty() {
@@ -128,7 +132,7 @@ impl<'t> Exchange<'t> {
             }
             // A Chal from the server holds the nonce of the client's next creds.
             let whose = side_ix(other(m.from));
-            rec_nonces[whose].extend(chal_nonces(&msg));
+            rec_nonces[whose].extend(chal_nonces(msg));
         }
         let mine = side_ix(me);
         let (first_mine, first_peer) = match me {
@@ -139,6 +143,7 @@ impl<'t> Exchange<'t> {
         Ok(Exchange {
             t,
             me,
+            rec,
             rec_origin,
             live_origin: live_origin.trim_end_matches('/').to_owned(),
             live_index: Default::default(),
@@ -193,10 +198,7 @@ impl<'t> Exchange<'t> {
     /// The replay's own message `i` rewritten for the live exchange.
     pub fn outgoing(&mut self, i: usize) -> Result<Outgoing, String> {
         let entry = &self.t.manifest.messages[i];
-        let readable = self.t.bodies[i]
-            .as_deref()
-            .is_some_and(|b| decode(b.as_bytes()).is_ok());
-        if !readable {
+        let Some(recorded) = self.rec[i].clone() else {
             // Kept as it came (not a readable message): sent as it is.
             let body = self
                 .t
@@ -212,11 +214,9 @@ impl<'t> Exchange<'t> {
                 content_type,
                 hmac: None,
             });
-        }
+        };
         let text = self.recorded_text(i, &self.live_origin.clone())?;
         let mut msg = decode(text.as_bytes()).map_err(|e| format!("message {}: {e}", i + 1))?;
-        let recorded = decode(self.t.bodies[i].as_deref().unwrap_or("").as_bytes())
-            .map_err(|e| format!("message {}: {e}", i + 1))?;
         if let Some(sid) = &self.session_id {
             msg.hdr.session_id = sid.clone();
         }
@@ -309,10 +309,7 @@ impl<'t> Exchange<'t> {
         if let Some(b) = &mut self.blessed {
             b.push((i, live.clone()));
             if let Ok(got) = decode(&live.body) {
-                let recorded = self.t.bodies[i]
-                    .as_deref()
-                    .and_then(|t| decode(t.as_bytes()).ok())
-                    .unwrap_or_else(|| got.clone());
+                let recorded = self.rec[i].clone().unwrap_or_else(|| got.clone());
                 self.learn(&recorded, &got);
             }
             return Vec::new();
@@ -325,10 +322,7 @@ impl<'t> Exchange<'t> {
                 .then(|| format!("expected status {want_status}, got {}", live.http_status)),
         }];
         // A recorded body that does not decode is kept as it came: see below.
-        let recorded = self.t.bodies[i]
-            .as_deref()
-            .and_then(|text| decode(text.as_bytes()).ok());
-        let Some(recorded) = recorded else {
+        let Some(recorded) = self.rec[i].clone() else {
             if entry.file.is_some() {
                 // The recording kept an unreadable message: so must the peer's be.
                 out.push(Outcome {
@@ -369,8 +363,9 @@ impl<'t> Exchange<'t> {
         });
         let peer = other(self.me);
         let from_server = peer == Side::Server;
-        let rec_checks = self.cred_checks(&recorded, None, &self.rec_peer_nonces(i));
-        let live_checks = self.cred_checks(&got, Some(live), &self.peer_nonces.clone());
+        let rec_hmac = entry.hmac.is_some();
+        let rec_checks = self.cred_checks(&recorded, Err(rec_hmac), &self.rec_peer_nonces(i));
+        let live_checks = self.cred_checks(&got, Ok(live), &self.peer_nonces.clone());
         let mut expected = checks_of(
             &recorded,
             from_server,
@@ -393,7 +388,14 @@ impl<'t> Exchange<'t> {
     }
 
     /// The peer's creds as checks: whether they verify (HMAC for the header).
-    fn cred_checks(&self, msg: &SyncMl, live: Option<&Incoming>, nonces: &[Nonce]) -> Vec<Check> {
+    /// `wire` is the live message as it came, or, for a recorded one, whether it
+    /// had an HMAC header.
+    fn cred_checks(
+        &self,
+        msg: &SyncMl,
+        wire: Result<&Incoming, bool>,
+        nonces: &[Nonce],
+    ) -> Vec<Check> {
         let mut out = Vec::new();
         let Some(key) = self.peer_key() else {
             return out;
@@ -409,8 +411,8 @@ impl<'t> Exchange<'t> {
         }
         // HMAC is over the wire bytes: only a live message can be checked; the
         // recording's is taken as valid when it had one.
-        match live {
-            Some(l) => {
+        match wire {
+            Ok(l) => {
                 if let Some(h) = &l.hmac {
                     let ok = HmacHeader::parse(h)
                         .is_ok_and(|h| nonces.iter().any(|n| h.verify(&key, n, &l.body).is_ok()));
@@ -420,8 +422,8 @@ impl<'t> Exchange<'t> {
                     });
                 }
             }
-            None => {
-                if self.recorded_hmac(msg) {
+            Err(had_hmac) => {
+                if had_hmac {
                     out.push(Check {
                         key: "hmac".into(),
                         value: "valid".into(),
@@ -430,20 +432,6 @@ impl<'t> Exchange<'t> {
             }
         }
         out
-    }
-
-    fn recorded_hmac(&self, msg: &SyncMl) -> bool {
-        self.t
-            .manifest
-            .messages
-            .iter()
-            .zip(&self.t.bodies)
-            .any(|(e, b)| {
-                e.hmac.is_some()
-                    && b.as_deref()
-                        .and_then(|b| decode(b.as_bytes()).ok())
-                        .is_some_and(|m| m.hdr == msg.hdr && m.body == msg.body)
-            })
     }
 
     /// The replay's own recorded messages of message `i`'s session before it (what
@@ -455,11 +443,8 @@ impl<'t> Exchange<'t> {
             if e.from != self.me || e.session != session {
                 continue;
             }
-            if let Some(m) = self.t.bodies[j]
-                .as_deref()
-                .and_then(|b| decode(b.as_bytes()).ok())
-            {
-                idx.add(&m);
+            if let Some(m) = &self.rec[j] {
+                idx.add(m);
             }
         }
         idx
@@ -475,11 +460,8 @@ impl<'t> Exchange<'t> {
         let mut v = vec![nonce(first)];
         for (j, e) in self.t.manifest.messages.iter().enumerate().take(i) {
             if e.from == self.me {
-                if let Some(m) = self.t.bodies[j]
-                    .as_deref()
-                    .and_then(|b| decode(b.as_bytes()).ok())
-                {
-                    v.extend(chal_nonces(&m));
+                if let Some(m) = &self.rec[j] {
+                    v.extend(chal_nonces(m));
                 }
             }
         }
@@ -506,6 +488,11 @@ impl<'t> Exchange<'t> {
             self.peer_uri = Some(got.hdr.source.loc_uri.clone());
         }
         self.live_index[side_ix(other(self.me))].add(got);
+    }
+
+    /// Recorded message `i`, decoded (None: no body, or an unreadable one).
+    pub fn recorded(&self, i: usize) -> Option<&SyncMl> {
+        self.rec.get(i)?.as_ref()
     }
 
     /// The nonce the replay's own digests use now.
